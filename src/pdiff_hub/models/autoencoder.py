@@ -1,0 +1,131 @@
+"""The parameter autoencoder: flat parameter vectors <-> small latents (p-diff's first stage)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+__all__ = ["ParameterAutoencoder"]
+
+
+def _conv_block(c_in: int, c_out: int, kernel_size: int, transpose: bool) -> nn.Sequential:
+    pad = kernel_size // 2
+    if transpose:
+        conv = nn.ConvTranspose1d(c_in, c_out, kernel_size, stride=2, padding=pad, output_padding=1)
+    else:
+        conv = nn.Conv1d(c_in, c_out, kernel_size, stride=2, padding=pad)
+    # GroupNorm does not depend on the batch, so decoding one model or a hundred gives the same parameters.
+    return nn.Sequential(conv, nn.GroupNorm(min(8, c_out), c_out), nn.LeakyReLU(0.2))
+
+
+class ParameterAutoencoder(ModelMixin, ConfigMixin):
+    """Encodes flattened parameter vectors into latents and decodes them back.
+
+    Inputs are standardized per parameter tensor (mean and std of each tensor over the collected checkpoints,
+    stored as buffers with the model), zero-padded to a multiple of ``2**len(channels)``, and passed through strided
+    ``Conv1d`` blocks, a linear layer and ``tanh`` (when ``bound_latent``) to a latent of ``latent_dim`` values. The
+    decoder mirrors it with transposed convolutions. During training only, Gaussian noise of amplitude
+    ``input_noise`` is added to the standardized input and of amplitude ``latent_noise`` to the latent: the paper's
+    noise augmentation. Bounding the latent keeps the latent noise meaningful: an unbounded encoder can grow its
+    latents until a fixed noise amplitude no longer matters.
+
+    Args:
+        num_params: length ``D`` of the parameter vectors.
+        tensor_sizes: number of values of each parameter tensor, in vector order (sums to ``num_params``); each
+            tensor gets its own standardization statistics. Defaults to one tensor.
+        latent_dim: size of the latent.
+        channels: channels of the encoder's conv blocks (the decoder uses them reversed); each block halves the length.
+        kernel_size: convolution kernel size.
+        input_noise: training-time noise amplitude on the standardized input.
+        latent_noise: training-time noise amplitude on the latent.
+        bound_latent: squash the latent with ``tanh`` into (-1, 1).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        num_params: int = 2048,
+        tensor_sizes: Sequence[int] | None = None,
+        latent_dim: int = 128,
+        channels: Sequence[int] = (64, 128, 256),
+        kernel_size: int = 7,
+        input_noise: float = 0.001,
+        latent_noise: float = 0.1,
+        bound_latent: bool = True,
+    ):
+        super().__init__()
+        tensor_sizes = list(tensor_sizes) if tensor_sizes is not None else [num_params]
+        if sum(tensor_sizes) != num_params:
+            raise ValueError(f"tensor_sizes sum to {sum(tensor_sizes)}, but num_params is {num_params}")
+        factor = 2 ** len(channels)
+        self.padded_length = -(-num_params // factor) * factor
+        self.reduced_length = self.padded_length // factor
+        self.register_buffer("param_mean", torch.zeros(num_params))
+        self.register_buffer("param_std", torch.ones(num_params))
+
+        enc_channels = [1, *channels]
+        self.encoder = nn.Sequential(
+            *(_conv_block(a, b, kernel_size, False) for a, b in zip(enc_channels[:-1], enc_channels[1:]))
+        )
+        self.to_latent = nn.Linear(channels[-1] * self.reduced_length, latent_dim)
+        self.from_latent = nn.Linear(latent_dim, channels[-1] * self.reduced_length)
+        dec_channels = list(reversed(channels))
+        self.decoder = nn.Sequential(
+            *(_conv_block(a, b, kernel_size, True) for a, b in zip(dec_channels, [*dec_channels[1:], dec_channels[-1]]))
+        )
+        self.to_params = nn.Conv1d(dec_channels[-1], 1, kernel_size, padding=kernel_size // 2)
+
+    @torch.no_grad()
+    def fit_normalization(self, vectors: torch.Tensor) -> None:
+        """Set the per-tensor standardization statistics from the collected checkpoints, a (K, D) matrix."""
+        self._check_vectors(vectors)
+        means, stds = [], []
+        for chunk in torch.split(vectors.float(), list(self.config.tensor_sizes or [self.config.num_params]), dim=1):
+            std = chunk.std() if chunk.numel() > 1 else torch.tensor(0.0)
+            mean = chunk.mean()
+            means.append(mean.expand(chunk.shape[1]))
+            # A tensor that never moved (std 0) is only centred, not scaled.
+            stds.append(torch.where(std > 1e-8, std, torch.ones_like(std)).expand(chunk.shape[1]))
+        self.param_mean.copy_(torch.cat(means))
+        self.param_std.copy_(torch.cat(stds))
+
+    def _check_vectors(self, vectors: torch.Tensor) -> None:
+        if vectors.ndim != 2 or vectors.shape[1] != self.config.num_params:
+            raise ValueError(f"Expected parameter vectors of shape (N, {self.config.num_params}), "
+                             f"got {tuple(vectors.shape)}")
+
+    def encode(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Latents (N, latent_dim) of parameter vectors (N, D), without noise."""
+        return self._encode(vectors, noise=False)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Parameter vectors (N, D) from latents (N, latent_dim) or (N, 1, latent_dim)."""
+        latents = latents.reshape(latents.shape[0], -1)
+        h = self.from_latent(latents).view(latents.shape[0], -1, self.reduced_length)
+        out = self.to_params(self.decoder(h))[:, 0, : self.config.num_params]
+        return out * self.param_std + self.param_mean
+
+    def _encode(self, vectors: torch.Tensor, noise: bool) -> torch.Tensor:
+        self._check_vectors(vectors)
+        x = (vectors - self.param_mean) / self.param_std
+        if noise and self.config.input_noise > 0:
+            x = x + self.config.input_noise * torch.randn_like(x)
+        x = nn.functional.pad(x, (0, self.padded_length - x.shape[1]))
+        z = self.to_latent(self.encoder(x[:, None, :]).flatten(1))
+        if self.config.bound_latent:
+            z = torch.tanh(z)
+        if noise and self.config.latent_noise > 0:
+            z = z + self.config.latent_noise * torch.randn_like(z)
+        return z
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Reconstructions of ``vectors``; noise augmentation is applied in training mode only."""
+        return self.decode(self._encode(vectors, noise=self.training))
+
+    def normalized_error(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Mean squared reconstruction error in standardized units: the training loss."""
+        return ((self(vectors) - vectors) / self.param_std).pow(2).mean()

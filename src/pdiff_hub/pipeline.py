@@ -1,0 +1,183 @@
+"""PDiffPipeline: noise -> latents -> parameter vectors -> ready timm classifiers."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.schedulers import DDIMScheduler, DDPMScheduler
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub import snapshot_download
+from safetensors import safe_open
+from torch import nn
+
+from .models.autoencoder import ParameterAutoencoder
+from .models.denoiser import LatentDenoiser
+from .target import TargetModel
+
+__all__ = ["PDiffPipeline", "PDiffPipelineOutput"]
+
+COMPONENTS = ("target", "autoencoder", "denoiser", "scheduler")
+
+
+@dataclass
+class PDiffPipelineOutput(BaseOutput):
+    """Output of :class:`PDiffPipeline`.
+
+    Args:
+        models: the generated models: timm modules in eval mode (``output_type="timm"``), full state dicts
+            (``"state_dict"``), or ``None`` (``"pt"``).
+        parameters: the generated parameter vectors, (num_models, D).
+    """
+
+    models: list[nn.Module] | list[dict[str, torch.Tensor]] | None
+    parameters: torch.Tensor
+
+
+class PDiffPipeline(DiffusionPipeline):
+    """Generates the parameters of a network with a latent diffusion model (p-diff).
+
+    Args:
+        target: the network, its frozen weights and the layout of the generated parameters.
+        autoencoder: maps parameter vectors to latents and back.
+        denoiser: predicts the noise in a latent.
+        scheduler: a diffusers scheduler, DDPM with the paper's schedule; DDIM via ``DDIMScheduler.from_config``.
+
+    Example:
+        ```py
+        >>> import torch
+        >>> from pdiff_hub import PDiffPipeline
+        >>> pipe = PDiffPipeline.from_pretrained("org/pdiff-fashion-mnist-resnet18")
+        >>> out = pipe(num_models=100, num_inference_steps=50, generator=torch.Generator().manual_seed(0))
+        >>> logits = out.models[0](images)
+        ```
+    """
+
+    model_cpu_offload_seq = "denoiser->autoencoder"
+
+    def __init__(
+        self,
+        target: TargetModel,
+        autoencoder: ParameterAutoencoder,
+        denoiser: LatentDenoiser,
+        scheduler: DDPMScheduler | DDIMScheduler,
+    ):
+        super().__init__()
+        _check_compatible(target, autoencoder, denoiser)
+        self.register_modules(target=target, autoencoder=autoencoder, denoiser=denoiser, scheduler=scheduler)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        num_models: int = 1,
+        num_inference_steps: int = 50,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "timm",
+        return_dict: bool = True,
+    ) -> PDiffPipelineOutput | tuple:
+        """Generate ``num_models`` networks, all sampled in one batch.
+
+        Args:
+            num_models: how many networks to generate.
+            num_inference_steps: denoising steps (50 by default; 1,000 is the paper's full DDPM chain).
+            generator: a ``torch.Generator`` for reproducible sampling.
+            output_type: ``"timm"`` for ready models, ``"state_dict"`` for full state dicts, ``"pt"`` for the
+                parameter vectors only.
+            return_dict: return a :class:`PDiffPipelineOutput` (default) or a tuple ``(models, parameters)``.
+        """
+        if num_models < 1:
+            raise ValueError(f"num_models must be at least 1, got {num_models}")
+        if output_type not in ("timm", "state_dict", "pt"):
+            raise ValueError(f"output_type must be 'timm', 'state_dict' or 'pt', got {output_type!r}")
+        self.autoencoder.eval()
+        self.denoiser.eval()
+        latent_shape = (num_models, 1, self.denoiser.config.latent_dim)
+        device, dtype = self._execution_device, self.denoiser.dtype
+        latents = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
+        latents = latents * self.scheduler.init_noise_sigma
+        self.scheduler.set_timesteps(num_inference_steps)
+        for t in self.progress_bar(self.scheduler.timesteps):
+            noise_pred = self.denoiser(self.scheduler.scale_model_input(latents, t), t).sample
+            latents = self.scheduler.step(noise_pred, t, latents, generator=generator).prev_sample
+
+        parameters = self.autoencoder.decode(latents.to(self.autoencoder.dtype)).float().cpu()
+        if not torch.isfinite(parameters).all():
+            raise RuntimeError("Generation produced NaN or infinite parameters: the denoiser or autoencoder diverged")
+        if output_type == "timm":
+            models = [self.target.build_model(v) for v in parameters]
+        elif output_type == "state_dict":
+            models = [self.target.build_state_dict(v) for v in parameters]
+        else:
+            models = None
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (models, parameters)
+        return PDiffPipelineOutput(models=models, parameters=parameters)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> PDiffPipeline:
+        """Load a pipeline from a local folder or a Hub repo id.
+
+        A repo id is downloaded with ``huggingface_hub.snapshot_download`` (``revision``, ``token``, ``cache_dir``
+        and ``local_files_only`` are passed on), then loaded from the folder. Every component folder and
+        safetensors file is checked first, so a missing or corrupt file is named rather than silently replaced.
+        Other keyword arguments go to ``DiffusionPipeline.from_pretrained``.
+        """
+        path = Path(pretrained_model_name_or_path)
+        hub_keys = ("revision", "token", "cache_dir", "local_files_only")
+        if not path.is_dir():
+            name = str(pretrained_model_name_or_path)
+            if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+                raise FileNotFoundError(f"No pipeline folder at {name}, and it is not a Hub repo id ('org/name')")
+            hub_kwargs = {k: kwargs[k] for k in hub_keys if k in kwargs}
+            path = Path(snapshot_download(str(pretrained_model_name_or_path), **hub_kwargs))
+        for key in hub_keys:
+            kwargs.pop(key, None)
+        check_pipeline_folder(path)
+        kwargs.setdefault("use_safetensors", True)
+        return super().from_pretrained(path, **kwargs)
+
+
+def check_pipeline_folder(path: Path) -> None:
+    """Raise a clear error if ``path`` is not a complete, readable p-diff pipeline folder."""
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        raise FileNotFoundError(f"{path} has no model_index.json: it is not a saved pipeline")
+    index = json.loads(index_file.read_text())
+    for name in COMPONENTS:
+        if name not in index:
+            raise ValueError(f"{index_file} lists no {name!r} component; a PDiffPipeline needs {list(COMPONENTS)}")
+        folder = path / name
+        if not (folder / ("scheduler_config.json" if name == "scheduler" else "config.json")).is_file():
+            raise FileNotFoundError(f"Component {name!r} is missing: no configuration in {folder}")
+        if name == "scheduler":
+            continue
+        weights = sorted(folder.glob("*.safetensors"))
+        if not weights:
+            raise FileNotFoundError(f"Component {name!r} has no .safetensors weights in {folder}")
+        for file in weights:
+            try:
+                with safe_open(str(file), framework="pt") as f:
+                    for key in f.keys():
+                        f.get_slice(key)
+            except Exception as err:  # safetensors raises several error types for damaged files
+                raise OSError(f"{file} is corrupt or truncated ({err}); re-download or re-save the pipeline") from err
+
+
+def _check_compatible(target: TargetModel, autoencoder: ParameterAutoencoder, denoiser: LatentDenoiser) -> None:
+    layout = target.layout
+    if autoencoder.config.num_params != layout.num_params:
+        raise ValueError(f"The autoencoder encodes vectors of {autoencoder.config.num_params} values, but the target "
+                         f"{target.config.model_name!r} generates {layout.num_params} ({list(layout.names)})")
+    sizes = autoencoder.config.tensor_sizes
+    if sizes is not None and list(sizes) != layout.sizes:
+        raise ValueError(f"The autoencoder's tensor sizes {list(sizes)} do not match the target's layout "
+                         f"{dict(zip(layout.names, layout.sizes))}")
+    if denoiser.config.latent_dim != autoencoder.config.latent_dim:
+        raise ValueError(f"The denoiser works on latents of {denoiser.config.latent_dim} values, the autoencoder "
+                         f"makes {autoencoder.config.latent_dim}")

@@ -1,0 +1,35 @@
+"""Tiny, seeded p-diff components for fast tests."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler
+
+from pdiff_hub import LatentDenoiser, ParameterAutoencoder, PDiffPipeline, TargetModel
+
+PATTERNS = ["layer4.*.bn*"]
+
+
+def paper_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_start=1e-4, beta_end=2e-2, beta_schedule="linear", clip_sample=False
+    )
+
+
+def tiny_target(model_name: str = "test_resnet", patterns: list[str] | None = None, **kwargs) -> TargetModel:
+    torch.manual_seed(0)
+    model_kwargs = {"num_classes": 10, "in_chans": 1, **kwargs}
+    return TargetModel(model_name, model_kwargs, patterns or PATTERNS, image_size=32)
+
+
+def tiny_pipeline(target: TargetModel | None = None, latent_dim: int = 16) -> PDiffPipeline:
+    target = target or tiny_target()
+    torch.manual_seed(0)
+    layout = target.layout
+    autoencoder = ParameterAutoencoder(
+        num_params=layout.num_params, tensor_sizes=layout.sizes, latent_dim=latent_dim, channels=(8, 16)
+    )
+    denoiser = LatentDenoiser(latent_dim=latent_dim, channels=(1, 8, 16, 8, 1), time_embed_dim=16)
+    pipe = PDiffPipeline(target, autoencoder, denoiser, paper_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,155 @@
+import json
+import shutil
+
+import pytest
+import torch
+from diffusers import DDIMScheduler
+from safetensors.torch import load_file, save_file
+
+from pdiff_hub import LatentDenoiser, ParameterAutoencoder, PDiffPipeline, PDiffPipelineOutput
+
+from .components import tiny_pipeline, tiny_target
+
+
+def generate(pipe, n=3, steps=2, seed=0, **kwargs):
+    return pipe(num_models=n, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline()
+
+
+@pytest.fixture(scope="module")
+def saved(pipe, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipe")
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_generates_ready_timm_models(pipe):
+    out = generate(pipe)
+    assert isinstance(out, PDiffPipelineOutput)
+    assert out.parameters.shape == (3, pipe.target.layout.num_params)
+    assert len(out.models) == 3
+    logits = out.models[1](torch.randn(4, 1, 32, 32))
+    assert logits.shape == (4, 10) and not out.models[1].training
+    # the generated subset really is the row of `parameters`
+    torch.testing.assert_close(pipe.target.layout.flatten(out.models[1].state_dict()), out.parameters[1])
+
+
+def test_expected_slice(pipe):
+    values = generate(pipe).parameters[0, :4]
+    expected = torch.tensor([-0.0961, 0.1568, -0.2521, 0.0038])
+    torch.testing.assert_close(values, expected, atol=1e-3, rtol=1e-3)
+
+
+def test_same_seed_same_models_other_seed_other_models(pipe):
+    a, b, c = generate(pipe, seed=1), generate(pipe, seed=1), generate(pipe, seed=2)
+    assert torch.equal(a.parameters, b.parameters)
+    assert not torch.allclose(a.parameters, c.parameters)
+
+
+def test_dict_and_tuple_outputs_agree(pipe):
+    out = generate(pipe, output_type="pt")
+    models, params = generate(pipe, output_type="pt", return_dict=False)
+    assert out.models is None and models is None
+    assert torch.equal(out.parameters, params)
+
+
+def test_state_dict_output_loads_into_a_fresh_model(pipe):
+    out = generate(pipe, n=1, output_type="state_dict")
+    fresh = tiny_target().model
+    fresh.load_state_dict(out.models[0])
+    torch.testing.assert_close(pipe.target.layout.flatten(fresh.state_dict()), out.parameters[0])
+
+
+def test_ddim_swap(pipe):
+    ddim = PDiffPipeline(pipe.target, pipe.autoencoder, pipe.denoiser, DDIMScheduler.from_config(pipe.scheduler.config))
+    ddim.set_progress_bar_config(disable=True)
+    assert ddim.scheduler.config.clip_sample is False
+    out = generate(ddim, steps=5)
+    assert out.parameters.shape == (3, pipe.target.layout.num_params) and torch.isfinite(out.parameters).all()
+
+
+def test_bad_arguments(pipe):
+    with pytest.raises(ValueError, match="num_models"):
+        pipe(num_models=0)
+    with pytest.raises(ValueError, match="output_type"):
+        pipe(num_models=1, output_type="numpy")
+
+
+def test_save_load_round_trip_is_exact(pipe, saved):
+    files = sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*") if p.is_file())
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]
+    assert {"model_index.json", "target/config.json", "autoencoder/config.json", "denoiser/config.json"} <= set(files)
+    loaded = PDiffPipeline.from_pretrained(saved)
+    loaded.set_progress_bar_config(disable=True)
+    assert torch.equal(generate(loaded).parameters, generate(pipe).parameters)
+    assert loaded.target.config.param_names == pipe.target.config.param_names
+
+
+def test_missing_component_is_named(saved, tmp_path):
+    broken = tmp_path / "p"
+    shutil.copytree(saved, broken)
+    shutil.rmtree(broken / "denoiser")
+    with pytest.raises(FileNotFoundError, match="'denoiser' is missing"):
+        PDiffPipeline.from_pretrained(broken)
+
+
+def test_corrupt_safetensors_is_named(saved, tmp_path):
+    broken = tmp_path / "p"
+    shutil.copytree(saved, broken)
+    weights = next((broken / "autoencoder").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(OSError, match="corrupt or truncated"):
+        PDiffPipeline.from_pretrained(broken)
+
+
+def test_target_layout_mismatch_is_refused(saved, tmp_path):
+    broken = tmp_path / "p"
+    shutil.copytree(saved, broken)
+    config_file = broken / "target" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["param_patterns"], config["param_names"], config["param_shapes"] = ["fc.*"], None, None
+    config_file.write_text(json.dumps(config))
+    # the weights still load (same network), but the generated layout no longer matches the autoencoder
+    with pytest.raises(ValueError, match="autoencoder encodes vectors of"):
+        PDiffPipeline.from_pretrained(broken)
+
+
+def test_not_a_pipeline_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        PDiffPipeline.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a Hub repo id"):
+        PDiffPipeline.from_pretrained(str(tmp_path / "nowhere"))
+
+
+def test_nan_weights_in_autoencoder_are_refused(saved, tmp_path):
+    broken = tmp_path / "p"
+    shutil.copytree(saved, broken)
+    weights = next((broken / "autoencoder").glob("*.safetensors"))
+    tensors = load_file(weights)
+    tensors["from_latent.weight"] = torch.full_like(tensors["from_latent.weight"], float("nan"))
+    save_file(tensors, weights)
+    pipe = PDiffPipeline.from_pretrained(broken)
+    pipe.set_progress_bar_config(disable=True)
+    with pytest.raises(RuntimeError, match="NaN"):
+        generate(pipe)
+
+
+def test_components_keep_their_config(pipe):
+    ae = ParameterAutoencoder.from_config(pipe.autoencoder.config)
+    den = LatentDenoiser.from_config(pipe.denoiser.config)
+    assert ae.config.latent_noise == 0.1 and ae.config.input_noise == 0.001
+    assert den.config.channels == [1, 8, 16, 8, 1] or tuple(den.config.channels) == (1, 8, 16, 8, 1)
+    assert pipe.scheduler.config.clip_sample is False and pipe.scheduler.config.beta_end == 0.02
+
+
+def test_incompatible_components_are_refused(pipe):
+    ae = ParameterAutoencoder(num_params=pipe.target.layout.num_params + 1, latent_dim=16, channels=(8, 16))
+    with pytest.raises(ValueError, match="autoencoder encodes vectors of"):
+        PDiffPipeline(pipe.target, ae, pipe.denoiser, pipe.scheduler)
+    den = LatentDenoiser(latent_dim=8, channels=(1, 8, 1))
+    with pytest.raises(ValueError, match="latents of 8"):
+        PDiffPipeline(pipe.target, pipe.autoencoder, den, pipe.scheduler)
