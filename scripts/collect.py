@@ -1,0 +1,131 @@
+"""Collect a parameter dataset: train a base model from scratch, then save K checkpoints of the generated subset.
+
+    python scripts/collect.py --recipe pipelines/fashion-mnist-resnet18.yaml --output_dir runs/fmnist/params
+    python scripts/collect.py --recipe fashion-mnist-resnet18 --collect.num_checkpoints 50 --output_dir OUT
+
+The output folder (written atomically: it appears complete or not at all) holds the parameter dataset
+(``dataset/``), the frozen base model (``target/``), the dataset card (``README.md``), ``metrics.json`` and the
+final arguments (``args.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from pdiff_hub.cards import render_card
+from pdiff_hub.collect import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
+from pdiff_hub.data import dataset_to_tensors, load_image_dataset, num_classes
+from pdiff_hub.param_dataset import ParameterDataset, atomic_output_dir, build_parameter_table
+from pdiff_hub.recipe import add_recipe_arguments, recipe_from_args, write_yaml_atomic
+from pdiff_hub.target import TargetModel
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_recipe_arguments(parser)
+    parser.add_argument("--output_dir", required=True, help="folder for the parameter dataset")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    return parser.parse_args(argv)
+
+
+def load_splits(recipe) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The recipe's dataset as (images, labels) tensors per split, checked against the model's class count."""
+    data = load_image_dataset(recipe.data.dataset, val_size=recipe.data.val_size, seed=recipe.data.split_seed)
+    expected = recipe.target.model_kwargs.get("num_classes")
+    if expected is not None and num_classes(data) != expected:
+        raise ValueError(f"{recipe.data.dataset} has {num_classes(data)} classes but the model is built with "
+                         f"num_classes={expected}")
+    in_chans = recipe.target.model_kwargs.get("in_chans", 3)
+    return {name: dataset_to_tensors(split, image_size=recipe.data.image_size, in_chans=in_chans)
+            for name, split in data.items()}
+
+
+def summarize(values: list[float]) -> dict:
+    array = np.asarray(values, dtype=float)
+    return {"min": array.min(), "mean": array.mean(), "median": float(np.median(array)), "max": array.max(),
+            "std": array.std()}
+
+
+def main(args: argparse.Namespace) -> None:
+    recipe = recipe_from_args(args)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    c = recipe.collect
+    splits = load_splits(recipe)
+    seeds = [int(s) for s in c.seeds]
+    counts = checkpoints_per_seed(c.num_checkpoints, seeds)
+
+    vectors, rows, base_acc, first_target = [], [], [], None
+    base_seconds = collect_seconds = 0.0
+    for seed, count in zip(seeds, counts):
+        set_seed(seed)
+        target = TargetModel(recipe.target.model_name, recipe.target.model_kwargs, recipe.target.param_patterns,
+                             image_size=recipe.data.image_size)
+        if len(seeds) > 1 and target.layout.num_params != sum(p.numel() for p in target.model.parameters()):
+            raise ValueError("Several base-model seeds only make sense when the whole network is generated "
+                             "(param_patterns: ['*']): otherwise the frozen remainder would differ between seeds")
+        start = time.perf_counter()
+        train_base_model(target.model, splits["train"], epochs=c.base_epochs, lr=c.base_lr,
+                         weight_decay=c.base_weight_decay, batch_size=c.base_batch_size, seed=seed,
+                         accelerator=accelerator)
+        base_seconds += time.perf_counter() - start
+        base_acc.append(accuracy(target.model, *splits["test"], batch_size=c.eval_batch_size))
+        accelerator.print(f"base model (seed {seed}): test accuracy {base_acc[-1]:.2f}%")
+        start = time.perf_counter()
+        result = collect_checkpoints(target, splits["train"], splits["validation"], splits["test"],
+                                     num_checkpoints=count, lr=c.lr, weight_decay=c.weight_decay,
+                                     batch_size=c.batch_size, seed=seed, eval_batch_size=c.eval_batch_size,
+                                     progress=accelerator.is_local_main_process)
+        collect_seconds += time.perf_counter() - start
+        vectors.append(result.vectors)
+        rows += [{"step": s, "seed": seed, "lr": c.lr, "val_accuracy": v, "test_accuracy": t}
+                 for s, v, t in zip(result.steps, result.val_accuracy, result.test_accuracy)]
+        first_target = first_target or target
+
+    table = build_parameter_table(torch.cat(vectors), rows)
+    params = ParameterDataset(table, first_target)
+    val_stats, test_stats = summarize(table["val_accuracy"]), summarize(table["test_accuracy"])
+    metrics = {"base_test_accuracy": base_acc, "validation": val_stats, "test": test_stats,
+               "base_training_seconds": round(base_seconds, 1), "collect_seconds": round(collect_seconds, 2),
+               "prefix_cached": result.prefix_cached, "num_params": first_target.layout.num_params}
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    layout = first_target.layout
+    card = render_card(
+        "parameter_dataset",
+        {"tags": ["p-diff", "neural-network-diffusion", "model-parameters", recipe.target.model_name],
+         "library_name": "pdiff_hub", "pretty_name": f"p-diff parameters: {recipe.name}",
+         "size_categories": ["n<1K"] if len(table) < 1000 else ["1K<n<10K"]},
+        title=f"p-diff parameter dataset: {recipe.name}", num_checkpoints=len(table), num_params=layout.num_params,
+        param_patterns=", ".join(recipe.target.param_patterns), param_names=", ".join(layout.names),
+        model_name=recipe.target.model_name, model_kwargs=recipe.target.model_kwargs, dataset=recipe.data.dataset,
+        base_epochs=c.base_epochs, base_lr=c.base_lr, base_batch_size=c.base_batch_size,
+        image_size=recipe.data.image_size, seeds=seeds, base_test_accuracy=", ".join(f"{a:.2f}%" for a in base_acc),
+        lr=c.lr, batch_size=c.batch_size, command=command,
+        accuracy_rows=[{"split": "validation", **val_stats}, {"split": "test", **test_stats}],
+        val_size=recipe.data.val_size, split_seed=recipe.data.split_seed, repo_hint=args.output_dir,
+        collect_seconds=f"{collect_seconds:.1f}", machine=f"{platform.machine()}, {torch.get_num_threads()} threads")
+
+    with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp:
+        params.save(tmp)
+        (tmp / "README.md").write_text(card)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_yaml_atomic(tmp / "args.yaml", {"command": command, **recipe.to_dict()})
+    accelerator.print(
+        f"{len(table)} checkpoints of {layout.num_params} values -> {args.output_dir}\n"
+        f"  test accuracy: min {test_stats['min']:.2f} mean {test_stats['mean']:.2f} max {test_stats['max']:.2f}\n"
+        f"  base training {base_seconds:.1f} s, collection {collect_seconds:.2f} s "
+        f"(frozen prefix cached: {result.prefix_cached})"
+    )
+
+
+if __name__ == "__main__":
+    main(parse_args())

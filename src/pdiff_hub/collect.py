@@ -1,0 +1,159 @@
+"""Collecting parameters: train a base model, then save one checkpoint of the generated subset per iteration.
+
+This follows the authors' v2 protocol (SPEC.md): after base training, everything but the generated parameters is
+frozen (normalization layers in eval mode), and only the subset keeps training with AdamW at a constant learning
+rate; every iteration's subset is one checkpoint. Because the frozen part is the same for every checkpoint, the
+activations that feed the subset are computed once (:class:`~pdiff_hub.prefix.FrozenPrefixSplit`), which makes
+collection and the per-checkpoint evaluation cost what the changed layers cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from .prefix import FrozenPrefixSplit
+from .target import TargetModel
+
+__all__ = ["CollectionResult", "accuracy", "collect_checkpoints", "train_base_model"]
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> float:
+    """Top-1 accuracy in percent of ``model`` (put in eval mode) on ``images``."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start : start + batch_size])
+        correct += (logits.argmax(-1) == labels[start : start + batch_size]).sum().item()
+    return 100.0 * correct / len(images)
+
+
+def train_base_model(
+    model: nn.Module,
+    train: Split,
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    seed: int,
+    accelerator: Accelerator | None = None,
+) -> list[float]:
+    """Train ``model`` from scratch with AdamW and a one-cycle schedule; return the mean loss of each epoch.
+
+    Raises:
+        FloatingPointError: on a NaN or infinite loss, naming the epoch and step.
+    """
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    generator = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(*train), batch_size=batch_size, shuffle=True, generator=generator, drop_last=True
+    )
+    model.requires_grad_(True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(1, epochs * len(loader)))
+    model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
+    losses = []
+    for epoch in range(epochs):
+        model.train()
+        total, bar = 0.0, tqdm(loader, desc=f"base training, epoch {epoch + 1}/{epochs}",
+                                disable=not accelerator.is_local_main_process)
+        for step, (images, labels) in enumerate(bar):
+            loss = nn.functional.cross_entropy(model(images), labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"Base training diverged: loss {loss.item()} at epoch {epoch + 1}, "
+                                         f"step {step}; lower collect.base_lr")
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            schedule.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        losses.append(total / max(1, len(loader)))
+    accelerator.unwrap_model(model).eval()
+    return losses
+
+
+@dataclass
+class CollectionResult:
+    """The collected checkpoints (K, D) and, per checkpoint, its step, validation and test accuracy (percent)."""
+
+    vectors: torch.Tensor
+    steps: list[int]
+    val_accuracy: list[float]
+    test_accuracy: list[float]
+    losses: list[float]
+    prefix_cached: bool
+
+
+def collect_checkpoints(
+    target: TargetModel,
+    train: Split,
+    validation: Split,
+    test: Split,
+    *,
+    num_checkpoints: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    batch_size: int = 128,
+    seed: int = 0,
+    eval_batch_size: int = 1024,
+    progress: bool = True,
+) -> CollectionResult:
+    """Keep training only the generated parameters of ``target`` and save one checkpoint per iteration.
+
+    ``target.model`` must hold the trained base model. It is not modified: the subset is trained on a copy.
+
+    Raises:
+        ValueError: if ``num_checkpoints < 2``.
+        FloatingPointError: on a NaN or infinite loss.
+    """
+    if num_checkpoints < 2:
+        raise ValueError(f"num_checkpoints must be at least 2, got {num_checkpoints}")
+    layout = target.layout
+    split = FrozenPrefixSplit.from_model(target.model, layout.names)
+    features = {name: split.compute_prefix(images, batch_size=eval_batch_size)
+                for name, (images, _) in {"train": train, "validation": validation, "test": test}.items()}
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in target.layout.unflatten(target.base_vector()).items()}
+    optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    labels = train[1]
+    vectors, losses = [], []
+    for step in tqdm(range(num_checkpoints), desc="collecting checkpoints", disable=not progress):
+        idx = torch.randint(len(labels), (batch_size,), generator=generator)
+        logits = functional_call(split.suffix, params, tuple(f[idx] for f in features["train"]))
+        loss = nn.functional.cross_entropy(logits, labels[idx])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"Collection diverged: loss {loss.item()} at step {step}; lower collect.lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        vectors.append(layout.flatten(params))
+    vectors = torch.stack(vectors)
+    val_acc = _accuracies(split, features["validation"], validation[1], vectors, layout, eval_batch_size)
+    test_acc = _accuracies(split, features["test"], test[1], vectors, layout, eval_batch_size)
+    return CollectionResult(vectors, list(range(num_checkpoints)), val_acc, test_acc, losses, split.is_split)
+
+
+def _accuracies(split: FrozenPrefixSplit, frontier, labels, vectors, layout, batch_size) -> list[float]:
+    preds = split.predict_many(frontier, [layout.unflatten(v) for v in vectors], batch_size=batch_size)
+    return (100.0 * (preds == labels[None]).float().mean(dim=1)).tolist()
+
+
+def checkpoints_per_seed(num_checkpoints: int, seeds: list[int]) -> list[int]:
+    """Split K checkpoints as evenly as possible over the base-model seeds."""
+    per = math.ceil(num_checkpoints / len(seeds))
+    counts = [min(per, num_checkpoints - i * per) for i in range(len(seeds))]
+    if min(counts) < 1:
+        raise ValueError(f"{num_checkpoints} checkpoints cannot be spread over {len(seeds)} seeds")
+    return counts
