@@ -18,6 +18,7 @@ from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from .evaluate import ParameterEvaluator
 from .prefix import FrozenPrefixSplit
 from .target import TargetModel
 
@@ -121,16 +122,15 @@ def collect_checkpoints(
         raise ValueError(f"num_checkpoints must be at least 2, got {num_checkpoints}")
     layout = target.layout
     split = FrozenPrefixSplit.from_model(target.model, layout.names)
-    features = {name: split.compute_prefix(images, batch_size=eval_batch_size)
-                for name, (images, _) in {"train": train, "validation": validation, "test": test}.items()}
-    params = {n: p.detach().clone().requires_grad_(True) for n, p in target.layout.unflatten(target.base_vector()).items()}
+    train_features = split.compute_prefix(train[0], batch_size=eval_batch_size)
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in layout.unflatten(target.base_vector()).items()}
     optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     labels = train[1]
     vectors, losses = [], []
     for step in tqdm(range(num_checkpoints), desc="collecting checkpoints", disable=not progress):
         idx = torch.randint(len(labels), (batch_size,), generator=generator)
-        logits = functional_call(split.suffix, params, tuple(f[idx] for f in features["train"]))
+        logits = functional_call(split.suffix, params, tuple(f[idx] for f in train_features))
         loss = nn.functional.cross_entropy(logits, labels[idx])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"Collection diverged: loss {loss.item()} at step {step}; lower collect.lr")
@@ -140,14 +140,9 @@ def collect_checkpoints(
         losses.append(loss.item())
         vectors.append(layout.flatten(params))
     vectors = torch.stack(vectors)
-    val_acc = _accuracies(split, features["validation"], validation[1], vectors, layout, eval_batch_size)
-    test_acc = _accuracies(split, features["test"], test[1], vectors, layout, eval_batch_size)
+    val_acc, test_acc = (ParameterEvaluator(target, *data, batch_size=eval_batch_size).accuracy(vectors).tolist()
+                         for data in (validation, test))
     return CollectionResult(vectors, list(range(num_checkpoints)), val_acc, test_acc, losses, split.is_split)
-
-
-def _accuracies(split: FrozenPrefixSplit, frontier, labels, vectors, layout, batch_size) -> list[float]:
-    preds = split.predict_many(frontier, [layout.unflatten(v) for v in vectors], batch_size=batch_size)
-    return (100.0 * (preds == labels[None]).float().mean(dim=1)).tolist()
 
 
 def checkpoints_per_seed(num_checkpoints: int, seeds: list[int]) -> list[int]:

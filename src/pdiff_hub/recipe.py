@@ -141,7 +141,8 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
         known = _section_fields(section)
         unknown = sorted(set(content or {}) - set(known))
         if unknown:
-            raise ValueError(f"Unknown key(s) {unknown} in section {section!r} of {source}; known keys: {sorted(known)}")
+            raise ValueError(f"Unknown key(s) {unknown} in section {section!r} of {source}; "
+                             f"known keys: {sorted(known)}")
         sections[section] = SECTIONS[section]().__class__(**(content or {}))
     return Recipe(name=name, **sections)
 
