@@ -24,7 +24,7 @@ from accelerate.utils import set_seed
 
 from pdiff_hub.cards import render_card
 from pdiff_hub.collect import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
-from pdiff_hub.data import dataset_to_tensors, load_image_dataset, num_classes
+from pdiff_hub.data import load_recipe_splits
 from pdiff_hub.param_dataset import ParameterDataset, atomic_output_dir, build_parameter_table
 from pdiff_hub.recipe import add_recipe_arguments, recipe_from_args, write_yaml_atomic
 from pdiff_hub.target import TargetModel
@@ -38,18 +38,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_splits(recipe) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The recipe's dataset as (images, labels) tensors per split, checked against the model's class count."""
-    data = load_image_dataset(recipe.data.dataset, val_size=recipe.data.val_size, seed=recipe.data.split_seed)
-    expected = recipe.target.model_kwargs.get("num_classes")
-    if expected is not None and num_classes(data) != expected:
-        raise ValueError(f"{recipe.data.dataset} has {num_classes(data)} classes but the model is built with "
-                         f"num_classes={expected}")
-    in_chans = recipe.target.model_kwargs.get("in_chans", 3)
-    return {name: dataset_to_tensors(split, image_size=recipe.data.image_size, in_chans=in_chans)
-            for name, split in data.items()}
-
-
 def summarize(values: list[float]) -> dict:
     array = np.asarray(values, dtype=float)
     return {"min": array.min(), "mean": array.mean(), "median": float(np.median(array)), "max": array.max(),
@@ -60,7 +48,7 @@ def main(args: argparse.Namespace) -> None:
     recipe = recipe_from_args(args)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     c = recipe.collect
-    splits = load_splits(recipe)
+    splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
     seeds = [int(s) for s in c.seeds]
     counts = checkpoints_per_seed(c.num_checkpoints, seeds)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from huggingface_hub import snapshot_download
 
@@ -69,7 +70,7 @@ class ParameterDataset:
     @property
     def vectors(self) -> torch.Tensor:
         """All checkpoints as a (K, D) float32 tensor."""
-        return torch.as_tensor(self.dataset.with_format("numpy")["parameters"], dtype=torch.float32)
+        return torch.from_numpy(np.stack(self.dataset.with_format("numpy")["parameters"]).astype(np.float32))
 
     def column(self, name: str) -> torch.Tensor:
         return torch.as_tensor(self.dataset.with_format("numpy")[name])
