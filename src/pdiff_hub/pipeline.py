@@ -142,6 +142,42 @@ class PDiffPipeline(DiffusionPipeline):
         kwargs.setdefault("use_safetensors", True)
         return super().from_pretrained(path, **kwargs)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str = "Upload p-diff pipeline with pdiff_hub",
+        private: bool = False,
+        token: str | None = None,
+        create_pr: bool = False,
+        revision: str | None = None,
+        model_card: str | None = None,
+    ) -> str:
+        """Upload the pipeline (safetensors) with its model card in one commit; returns the commit URL.
+
+        Unlike ``DiffusionPipeline.push_to_hub``, which writes a generic card, the card is ``model_card``, else the
+        README.md of the folder the pipeline was loaded from (the training card), else a short generated one; that
+        folder's ``args.yaml`` and other top-level files go along. See :func:`pdiff_hub.hub.push_pipeline_to_hub`.
+
+        Args:
+            repo_id: ``"org/name"`` of the model repo (created if missing).
+            commit_message: the commit message.
+            private: create the repo private.
+            token: a Hub token with write access; default: the stored login or ``HF_TOKEN``.
+            create_pr: open a pull request instead of committing.
+            revision: the branch to commit to (created if missing).
+            model_card: the README.md text to publish.
+
+        Example:
+            ```py
+            >>> pipe = PDiffPipeline.from_pretrained("runs/fmnist/pipeline")
+            >>> pipe.push_to_hub("org/pdiff-fashion-mnist-resnet18")
+            ```
+        """
+        from .hub import push_pipeline_to_hub
+
+        return push_pipeline_to_hub(self, repo_id, model_card=model_card, token=token, private=private,
+                                    commit_message=commit_message, revision=revision, create_pr=create_pr)
+
 
 def check_pipeline_folder(path: Path) -> None:
     """Raise a clear error if ``path`` is not a complete, readable p-diff pipeline folder."""
