@@ -70,10 +70,10 @@ class ParameterDataset:
     @property
     def vectors(self) -> torch.Tensor:
         """All checkpoints as a (K, D) float32 tensor."""
-        return torch.from_numpy(np.stack(self.dataset.with_format("numpy")["parameters"]).astype(np.float32))
+        return torch.from_numpy(np.asarray(self.dataset.with_format("numpy")[:]["parameters"]).astype(np.float32))
 
     def column(self, name: str) -> torch.Tensor:
-        return torch.as_tensor(self.dataset.with_format("numpy")[name])
+        return torch.as_tensor(self.dataset.with_format("numpy")[:][name])
 
     def save(self, folder: str | os.PathLike) -> None:
         """Write ``dataset/`` and ``target/`` into ``folder`` (see the module docstring)."""
@@ -110,6 +110,7 @@ def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) ->
         raise FileExistsError(f"{output_dir} exists and is not empty; pass --overwrite to replace it")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would otherwise become the output's permissions
     try:
         yield tmp
     except BaseException:

@@ -138,7 +138,7 @@ class PDiffPipeline(DiffusionPipeline):
             path = Path(snapshot_download(str(pretrained_model_name_or_path), **hub_kwargs))
         for key in hub_keys:
             kwargs.pop(key, None)
-        check_pipeline_folder(path)
+        check_pipeline_folder(path, trust_remote_code=kwargs.get("trust_remote_code", False))
         kwargs.setdefault("use_safetensors", True)
         return super().from_pretrained(path, **kwargs)
 
@@ -179,12 +179,23 @@ class PDiffPipeline(DiffusionPipeline):
                                     commit_message=commit_message, revision=revision, create_pr=create_pr)
 
 
-def check_pipeline_folder(path: Path) -> None:
-    """Raise a clear error if ``path`` is not a complete, readable p-diff pipeline folder."""
+def check_pipeline_folder(path: Path, trust_remote_code: bool = False) -> None:
+    """Raise a clear error if ``path`` is not a complete, readable p-diff pipeline folder.
+
+    Unless ``trust_remote_code`` is set, components must be classes of pdiff_hub or diffusers and the folder must
+    hold no Python files: nothing downloaded is executed without the user's consent, whatever the diffusers version.
+    """
     index_file = path / "model_index.json"
     if not index_file.is_file():
         raise FileNotFoundError(f"{path} has no model_index.json: it is not a saved pipeline")
     index = json.loads(index_file.read_text())
+    if not trust_remote_code:
+        code = sorted(str(p.relative_to(path)) for p in path.rglob("*.py"))
+        foreign = {k: v for k, v in index.items() if isinstance(v, list) and v and v[0] is not None
+                   and not str(v[0]).startswith(("pdiff_hub", "diffusers"))}
+        if code or foreign or "_custom_pipeline" in index:
+            raise ValueError(f"{path} asks to run code from outside pdiff_hub and diffusers ({code or foreign}); "
+                             "pass trust_remote_code=True only if you trust its author")
     for name in COMPONENTS:
         if name not in index:
             raise ValueError(f"{index_file} lists no {name!r} component; a PDiffPipeline needs {list(COMPONENTS)}")
