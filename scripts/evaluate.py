@@ -1,0 +1,108 @@
+"""Evaluate a p-diff pipeline: the paper's Table 1, its similarity analysis, and the memorization critique's baselines.
+
+    python scripts/evaluate.py --pipeline runs/fmnist/pipeline --param_dataset runs/fmnist/params \\
+        --num_models 100 --output_dir runs/fmnist/eval
+    python scripts/evaluate.py --pipeline org/pdiff-fmnist --param_dataset org/params --output_dir OUT \\
+        --evaluate.scheduler ddpm --evaluate.num_inference_steps 1000
+
+Generates ``--num_models`` models in one batch, evaluates them, the collected checkpoints, their weight average and
+the baselines (noise-added checkpoints, averages of random checkpoints, a per-coordinate Gaussian) on the validation
+and test splits, and writes OUT/metrics.json, OUT/report.md, the figures and OUT/args.yaml (atomically: OUT appears
+complete or not at all). Without ``--recipe`` the recipe is read from the parameter dataset's ``args.yaml``, so the
+data are split exactly as at collection; the command line's ``--section.key`` flags override it either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from huggingface_hub import hf_hub_download
+
+from pdiff_hub import PDiffPipeline
+from pdiff_hub.data import load_recipe_splits
+from pdiff_hub.evaluate import run_evaluation
+from pdiff_hub.param_dataset import ParameterDataset, atomic_output_dir
+from pdiff_hub.recipe import Recipe, add_recipe_arguments, recipe_from_args, recipe_from_dict, write_yaml_atomic
+from pdiff_hub.report import render_report, write_figures
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_recipe_arguments(parser)
+    parser.add_argument("--pipeline", required=True, help="pipeline folder or Hub model id")
+    parser.add_argument("--param_dataset", required=True, help="parameter dataset folder or Hub dataset id")
+    parser.add_argument("--num_models", dest="evaluate.num_models", default=None,
+                        help="models to generate (shortcut for --evaluate.num_models)")
+    parser.add_argument("--output_dir", required=True, help="folder for metrics.json, report.md and the figures")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--revision", default=None, help="revision of a Hub pipeline")
+    parser.add_argument("--param_dataset_revision", default=None, help="revision of a Hub parameter dataset")
+    return parser.parse_args(argv)
+
+
+def collection_recipe(param_dataset: str, revision: str | None = None) -> dict | None:
+    """The full recipe the parameter dataset was collected with (its ``args.yaml``), or None if it has none."""
+    folder = Path(param_dataset)
+    if folder.is_dir():
+        path = folder / "args.yaml"
+        if not path.is_file():
+            return None
+    else:
+        path = Path(hf_hub_download(param_dataset, "args.yaml", repo_type="dataset", revision=revision))
+    values = yaml.safe_load(path.read_text()) or {}
+    values.pop("command", None)
+    return values
+
+
+def resolve_recipe(args: argparse.Namespace) -> Recipe:
+    """``--recipe`` if given, else the collection's recipe; then the command line's overrides."""
+    if args.recipe:
+        return recipe_from_args(args)
+    values = collection_recipe(args.param_dataset, args.param_dataset_revision)
+    if values is None:
+        raise FileNotFoundError(f"{args.param_dataset} has no args.yaml to read the data section from; pass --recipe")
+    values = recipe_from_dict(values, source=f"{args.param_dataset}/args.yaml").to_dict()
+    for dest, raw in vars(args).items():
+        if raw is not None and "." in dest:
+            section, key = dest.split(".", 1)
+            values[section][key] = yaml.safe_load(raw)
+    return recipe_from_dict(values, source="the command line")
+
+
+def print_table(metrics: dict) -> None:
+    print(f"{'row':<16}{'best':>8}{'mean':>8}{'median':>8}{'std':>7}{'min':>8}{'n':>5}   max IoU")
+    for row, t in metrics["table"].items():
+        iou = metrics["similarity"]["rows"][row]["max_iou"]["mean"]
+        print(f"{row:<16}{t['best']:>8.2f}{t['mean']:>8.2f}{t['median']:>8.2f}{t['std']:>7.2f}{t['min']:>8.2f}"
+              f"{t['n']:>5}   {iou:.3f}")
+
+
+def main(args: argparse.Namespace) -> None:
+    recipe = resolve_recipe(args)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    params = ParameterDataset.load(args.param_dataset, revision=args.param_dataset_revision)
+    pipe = PDiffPipeline.from_pretrained(args.pipeline, revision=args.revision).to(device)
+    params.target.to(device)
+    splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
+    metrics = run_evaluation(pipe, params, splits, recipe.evaluate)
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+    with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp:
+        figures = write_figures(metrics, tmp)
+        (tmp / "report.md").write_text(render_report(metrics, figures))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        write_yaml_atomic(tmp / "args.yaml", {"command": command, "pipeline": args.pipeline,
+                                              "param_dataset": args.param_dataset, **recipe.to_dict()})
+    print_table(metrics)
+    print(f"report: {Path(args.output_dir) / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main(parse_args())
