@@ -65,6 +65,7 @@ class AutoencoderConfig:
     input_noise: float = 0.001
     latent_noise: float = 0.1
     bound_latent: bool = True
+    center_per_coordinate: bool = True
 
 
 @dataclass

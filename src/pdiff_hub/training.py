@@ -25,7 +25,7 @@ def build_autoencoder(recipe: Recipe, target: TargetModel, vectors: torch.Tensor
     autoencoder = ParameterAutoencoder(
         num_params=target.layout.num_params, tensor_sizes=target.layout.sizes, latent_dim=a.latent_dim,
         channels=list(a.channels), kernel_size=a.kernel_size, input_noise=a.input_noise,
-        latent_noise=a.latent_noise, bound_latent=a.bound_latent,
+        latent_noise=a.latent_noise, bound_latent=a.bound_latent, center_per_coordinate=a.center_per_coordinate,
     )
     autoencoder.fit_normalization(vectors)
     return autoencoder

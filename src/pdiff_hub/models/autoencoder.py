@@ -43,6 +43,10 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         input_noise: training-time noise amplitude on the standardized input.
         latent_noise: training-time noise amplitude on the latent.
         bound_latent: squash the latent with ``tanh`` into (-1, 1).
+        center_per_coordinate: subtract each coordinate's mean over the checkpoints before the per-tensor scaling,
+            so that the autoencoder models how checkpoints differ rather than what they share. Off is the paper's
+            plain per-tensor standardization, under which the shared mean dominates the loss and the autoencoder
+            can collapse onto it (every checkpoint decoded to the same vector).
     """
 
     @register_to_config
@@ -56,6 +60,7 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         input_noise: float = 0.001,
         latent_noise: float = 0.1,
         bound_latent: bool = True,
+        center_per_coordinate: bool = True,
     ):
         super().__init__()
         tensor_sizes = list(tensor_sizes) if tensor_sizes is not None else [num_params]
@@ -81,17 +86,24 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def fit_normalization(self, vectors: torch.Tensor) -> None:
-        """Set the per-tensor standardization statistics from the collected checkpoints, a (K, D) matrix."""
+        """Set the standardization statistics from the collected checkpoints, a (K, D) matrix."""
         self._check_vectors(vectors)
-        means, stds = [], []
-        for chunk in torch.split(vectors.float(), list(self.config.tensor_sizes or [self.config.num_params]), dim=1):
-            std = chunk.std() if chunk.numel() > 1 else torch.tensor(0.0)
-            mean = chunk.mean()
-            means.append(mean.expand(chunk.shape[1]))
+        vectors = vectors.float()
+        if self.config.center_per_coordinate:
+            mean = vectors.mean(dim=0)
+        else:
+            mean = torch.cat([c.mean().expand(c.shape[1]) for c in torch.split(vectors, self._tensor_sizes, dim=1)])
+        stds = []
+        for chunk in torch.split(vectors - mean, self._tensor_sizes, dim=1):
+            std = chunk.pow(2).mean().sqrt()
             # A tensor that never moved (std 0) is only centred, not scaled.
-            stds.append(torch.where(std > 1e-8, std, torch.ones_like(std)).expand(chunk.shape[1]))
-        self.param_mean.copy_(torch.cat(means))
+            stds.append(torch.where(std > 1e-12, std, torch.ones_like(std)).expand(chunk.shape[1]))
+        self.param_mean.copy_(mean)
         self.param_std.copy_(torch.cat(stds))
+
+    @property
+    def _tensor_sizes(self) -> list[int]:
+        return list(self.config.tensor_sizes or [self.config.num_params])
 
     def _check_vectors(self, vectors: torch.Tensor) -> None:
         if vectors.ndim != 2 or vectors.shape[1] != self.config.num_params:
