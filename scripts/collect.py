@@ -26,7 +26,7 @@ from pdiff_hub.cards import render_card
 from pdiff_hub.collect import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
 from pdiff_hub.data import load_recipe_splits
 from pdiff_hub.param_dataset import ParameterDataset, atomic_output_dir, build_parameter_table
-from pdiff_hub.recipe import add_recipe_arguments, recipe_from_args, write_yaml_atomic
+from pdiff_hub.recipe import add_recipe_arguments, recipe_from_args, write_run_args
 from pdiff_hub.target import TargetModel
 
 
@@ -106,7 +106,7 @@ def main(args: argparse.Namespace) -> None:
         params.save(tmp)
         (tmp / "README.md").write_text(card)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        write_yaml_atomic(tmp / "args.yaml", {"command": command, **recipe.to_dict()})
+        write_run_args(tmp, recipe, command=command)
     accelerator.print(
         f"{len(table)} checkpoints of {layout.num_params} values -> {args.output_dir}\n"
         f"  test accuracy: min {test_stats['min']:.2f} mean {test_stats['mean']:.2f} max {test_stats['max']:.2f}\n"

@@ -21,14 +21,13 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 from huggingface_hub import hf_hub_download
 
 from pdiff_hub import PDiffPipeline
 from pdiff_hub.data import load_recipe_splits
 from pdiff_hub.evaluate import run_evaluation
 from pdiff_hub.param_dataset import ParameterDataset, atomic_output_dir
-from pdiff_hub.recipe import Recipe, add_recipe_arguments, recipe_from_args, recipe_from_dict, write_yaml_atomic
+from pdiff_hub.recipe import Recipe, add_recipe_arguments, load_recipe, recipe_from_args, write_run_args
 from pdiff_hub.report import render_report, write_figures
 
 
@@ -47,33 +46,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def collection_recipe(param_dataset: str, revision: str | None = None) -> dict | None:
-    """The full recipe the parameter dataset was collected with (its ``args.yaml``), or None if it has none."""
-    folder = Path(param_dataset)
+def resolve_recipe(args: argparse.Namespace) -> Recipe:
+    """``--recipe`` if given, else the collection's recipe (the parameter dataset's args.yaml); then the overrides."""
+    if args.recipe:
+        return recipe_from_args(args)
+    folder = Path(args.param_dataset)
     if folder.is_dir():
         path = folder / "args.yaml"
         if not path.is_file():
-            return None
+            raise FileNotFoundError(f"{folder} has no args.yaml to read the data section from; pass --recipe")
     else:
-        path = Path(hf_hub_download(param_dataset, "args.yaml", repo_type="dataset", revision=revision))
-    values = yaml.safe_load(path.read_text()) or {}
-    values.pop("command", None)
-    return values
-
-
-def resolve_recipe(args: argparse.Namespace) -> Recipe:
-    """``--recipe`` if given, else the collection's recipe; then the command line's overrides."""
-    if args.recipe:
-        return recipe_from_args(args)
-    values = collection_recipe(args.param_dataset, args.param_dataset_revision)
-    if values is None:
-        raise FileNotFoundError(f"{args.param_dataset} has no args.yaml to read the data section from; pass --recipe")
-    values = recipe_from_dict(values, source=f"{args.param_dataset}/args.yaml").to_dict()
-    for dest, raw in vars(args).items():
-        if raw is not None and "." in dest:
-            section, key = dest.split(".", 1)
-            values[section][key] = yaml.safe_load(raw)
-    return recipe_from_dict(values, source="the command line")
+        path = Path(hf_hub_download(args.param_dataset, "args.yaml", repo_type="dataset",
+                                    revision=args.param_dataset_revision))
+    return recipe_from_args(args, base=load_recipe(path))
 
 
 def print_table(metrics: dict) -> None:
@@ -98,8 +83,7 @@ def main(args: argparse.Namespace) -> None:
         figures = write_figures(metrics, tmp)
         (tmp / "report.md").write_text(render_report(metrics, figures))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        write_yaml_atomic(tmp / "args.yaml", {"command": command, "pipeline": args.pipeline,
-                                              "param_dataset": args.param_dataset, **recipe.to_dict()})
+        write_run_args(tmp, recipe, command=command, pipeline=args.pipeline, param_dataset=args.param_dataset)
     print_table(metrics)
     print(f"report: {Path(args.output_dir) / 'report.md'}")
 

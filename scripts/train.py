@@ -36,7 +36,7 @@ from pdiff_hub.cards import render_card
 from pdiff_hub.data import load_recipe_splits
 from pdiff_hub.evaluate import ParameterEvaluator
 from pdiff_hub.param_dataset import ParameterDataset
-from pdiff_hub.recipe import Recipe, add_recipe_arguments, recipe_from_args, write_yaml_atomic
+from pdiff_hub.recipe import Recipe, add_recipe_arguments, recipe_from_args, write_run_args
 from pdiff_hub.target import TargetModel
 from pdiff_hub.training import (
     autoencoder_loss,
@@ -230,10 +230,9 @@ def main(args: argparse.Namespace) -> None:
         metrics.update(reconstruction_accuracy(recipe, params, autoencoder))
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     card = pipeline_card(recipe, args, metrics, command, params)
-    run_args = {"command": command, "param_dataset": str(args.param_dataset), **recipe.to_dict()}
     output_dir.mkdir(parents=True, exist_ok=True)
     save_pipeline(pipeline.to("cpu"), output_dir, {"README.md": card, "metrics.json": json.dumps(metrics, indent=2)})
-    write_yaml_atomic(output_dir / "args.yaml", run_args)
+    write_run_args(output_dir, recipe, command=command, param_dataset=str(args.param_dataset))
     accelerator.end_training()
     accelerator.print(f"Saved the pipeline to {output_dir} ({train_seconds:.1f} s of training)")
     for key in ("original_mean_test_accuracy", "reconstructed_mean_test_accuracy"):

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Recipe", "add_recipe_arguments", "load_recipe", "recipe_from_args", "write_yaml_atomic"]
+__all__ = ["Recipe", "add_recipe_arguments", "load_recipe", "recipe_from_args", "write_run_args", "write_yaml_atomic"]
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "pipelines"
 
@@ -134,6 +134,7 @@ def _section_fields(section: str) -> dict[str, dataclasses.Field]:
 def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
     """A :class:`Recipe` from nested dicts; unknown sections or keys raise ``ValueError`` naming them."""
     values = dict(values or {})
+    values.pop("run", None)  # what a script recorded about its run in args.yaml (command, inputs): not a setting
     name = values.pop("name", "custom")
     sections = {}
     for section, content in values.items():
@@ -176,9 +177,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                                help=argparse.SUPPRESS)
 
 
-def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """The recipe named by ``args.recipe`` (defaults when absent) with the command line's overrides applied."""
-    recipe = load_recipe(args.recipe) if args.recipe else Recipe()
+def recipe_from_args(args: argparse.Namespace, base: Recipe | None = None) -> Recipe:
+    """The recipe named by ``args.recipe`` (else ``base``, else the defaults) with the command line's overrides."""
+    recipe = load_recipe(args.recipe) if args.recipe else (base or Recipe())
     values = recipe.to_dict()
     for dest, raw in vars(args).items():
         if raw is None or "." not in dest:
@@ -186,6 +187,11 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         section, key = dest.split(".", 1)
         values[section][key] = yaml.safe_load(raw) if isinstance(raw, str) else raw
     return recipe_from_dict(values, source="the command line")
+
+
+def write_run_args(folder: str | os.PathLike, recipe: Recipe, **run: Any) -> None:
+    """``args.yaml``: the final recipe plus a ``run`` section (command line, inputs); ``load_recipe`` reads it back."""
+    write_yaml_atomic(Path(folder) / "args.yaml", {"run": run, **recipe.to_dict()})
 
 
 def write_yaml_atomic(path: str | os.PathLike, values: Any) -> None:
