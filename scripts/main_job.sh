@@ -5,7 +5,8 @@
 #   RECIPE=digits-mlp OUT=runs/digits bash scripts/main_job.sh
 #
 # Outputs under $OUT (default runs/<recipe>): params/ (parameter dataset), pipeline/ (PDiffPipeline),
-# eval/ (metrics.json, report.md, figures). A finished step is not repeated when the script is run again.
+# eval/ (metrics.json, report.md, figures), resources.txt (wall time and peak memory of each step).
+# A finished step is not repeated when the script is run again (delete its folder to redo it).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -13,16 +14,28 @@ RECIPE="${RECIPE:-fashion-mnist-resnet18}"
 OUT="${OUT:-runs/$RECIPE}"
 START=$(date +%s)
 bash scripts/setup.sh
+mkdir -p "$OUT"
 PY="$REPO/.venv/bin/python"
 
+# Wall time and peak resident memory of each step, when GNU time is available.
+measure() {
+    local step="$1"; shift
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -a -o "$OUT/resources.txt" -f "$step: %e s, peak RSS %M KB" "$@"
+    else
+        "$@"
+    fi
+}
+
 if [ ! -f "$OUT/params/dataset/state.json" ]; then
-    "$PY" scripts/collect.py --recipe "$RECIPE" --output_dir "$OUT/params"
+    measure collect "$PY" scripts/collect.py --recipe "$RECIPE" --output_dir "$OUT/params" --overwrite
 fi
 if [ ! -f "$OUT/pipeline/model_index.json" ]; then
-    "$REPO/.venv/bin/accelerate" launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no \
-        --dynamo_backend no scripts/train.py --recipe "$RECIPE" --param_dataset "$OUT/params" \
+    measure train "$REPO/.venv/bin/accelerate" launch --cpu --num_processes 1 --num_machines 1 \
+        --mixed_precision no --dynamo_backend no scripts/train.py --recipe "$RECIPE" --param_dataset "$OUT/params" \
         --output_dir "$OUT/pipeline" --resume_from_checkpoint latest
 fi
-"$PY" scripts/evaluate.py --recipe "$RECIPE" --pipeline "$OUT/pipeline" --param_dataset "$OUT/params" \
-    --output_dir "$OUT/eval" --overwrite
+measure evaluate "$PY" scripts/evaluate.py --recipe "$RECIPE" --pipeline "$OUT/pipeline" \
+    --param_dataset "$OUT/params" --output_dir "$OUT/eval" --overwrite
 echo "main job finished in $(( $(date +%s) - START )) s; report: $OUT/eval/report.md"
+[ -f "$OUT/resources.txt" ] && cat "$OUT/resources.txt"
