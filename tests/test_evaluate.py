@@ -200,8 +200,8 @@ def test_run_evaluation_returns_every_row_and_key(metrics):
         assert set(sim) == {"max_iou", "nearest_l2", "mean_iou_within", "mean_iou_to_originals"}
         assert 0.0 <= sim["max_iou"]["min"] <= sim["max_iou"]["max"] <= 1.0
     assert set(metrics["verdict"]) == set(rows) - {"p-diff"}
-    assert set(metrics["verdict"]["gaussian"]) == {"mean_beats", "mean_margin", "best_beats", "best_margin",
-                                                   "more_novel", "max_iou_margin"}
+    assert set(metrics["verdict"]["gaussian"]) == {"mean_beats", "mean_within_2se", "mean_margin", "best_beats",
+                                                   "best_margin", "more_novel", "max_iou_margin"}
     for key in ("mean_iou_among_originals", "mean_iou_among_generated", "mean_iou_between"):
         assert 0.0 <= metrics["similarity"][key] <= 1.0
     assert metrics["similarity"]["rows"]["original"]["nearest_l2"]["min"] > 0  # self excluded
@@ -241,7 +241,8 @@ def test_report_renders_with_figures(metrics, tmp_path):
         assert f"]({file})" in report
     for row, verdict in metrics["verdict"].items():
         line = next(line for line in report.splitlines() if line.startswith(f"- vs **{row}**"))
-        assert ("mean is higher" in line) == verdict["mean_beats"]
+        # a higher mean counts as beating the row only beyond two standard errors
+        assert ("mean is higher" in line and "within 2 SE" not in line) == verdict["mean_beats"]
         assert ("best is higher" in line) == verdict["best_beats"]
 
 

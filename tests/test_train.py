@@ -28,6 +28,7 @@ def weights(folder):
             load_file(next((folder / c).glob("*.safetensors"))).items()}
 
 
+@pytest.mark.slow
 def test_train_under_accelerate_launch(digits_params, tmp_path):
     out = tmp_path / "pipe"
     run_script("train", "--recipe", "digits-mlp", "--param_dataset", str(digits_params), "--output_dir", str(out),
@@ -44,6 +45,7 @@ def test_train_under_accelerate_launch(digits_params, tmp_path):
     assert result.models[0](torch.randn(3, 1, 8, 8)).shape == (3, 10)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(digits_params, tmp_path):
     steps = ["--train.autoencoder_steps", "100", "--train.diffusion_steps", "100", "--checkpointing_steps", "30",
              "--skip_eval", "--report_to", "none"]

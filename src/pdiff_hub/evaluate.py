@@ -13,6 +13,7 @@ accuracy of the model chosen on the validation split, never the highest test acc
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -613,6 +614,14 @@ def _rounded(values: torch.Tensor, digits: int = 4) -> list:
     return np.round(np.asarray(values.detach().double().cpu()), digits).tolist()
 
 
+def standard_error_of_difference(a: dict, b: dict) -> float | None:
+    """Standard error of the difference of two rows' mean accuracies; None if a row has a single model."""
+    if a["n"] < 2 or b["n"] < 2:
+        return None
+    # The rows store the population std; the sample variance is std^2 * n / (n - 1).
+    return math.sqrt(sum(r["std"] ** 2 * r["n"] / (r["n"] - 1) / r["n"] for r in (a, b)))
+
+
 def _verdict(table: dict, similarity_rows: dict) -> dict:
     """For every row other than p-diff: does p-diff beat it in mean and in best accuracy, and is it more novel?"""
     ours = table[PDIFF]
@@ -622,8 +631,11 @@ def _verdict(table: dict, similarity_rows: dict) -> dict:
         if name == PDIFF:
             continue
         their_iou = similarity_rows[name]["max_iou"]["mean"]
+        se = standard_error_of_difference(ours, row)
         verdict[name] = {
-            "mean_beats": ours["mean"] > row["mean"],
+            # A higher mean counts only beyond two standard errors of the difference (when both rows have spread).
+            "mean_beats": ours["mean"] - row["mean"] > (2 * se if se is not None else 0.0),
+            "mean_within_2se": se is not None and abs(ours["mean"] - row["mean"]) <= 2 * se,
             "mean_margin": ours["mean"] - row["mean"],
             "best_beats": ours["best"] > row["best"],
             "best_margin": ours["best"] - row["best"],

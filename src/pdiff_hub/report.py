@@ -17,6 +17,8 @@ matplotlib.use("Agg")  # files only: no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .evaluate import standard_error_of_difference  # noqa: E402
+
 __all__ = [
     "FIGURES",
     "plot_accuracy_distribution",
@@ -222,17 +224,9 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def _standard_error(a: Mapping, b: Mapping) -> float | None:
-    """Standard error of the difference of two rows' mean accuracies, None if a row has a single model."""
-    if a["n"] < 2 or b["n"] < 2:
-        return None
-    # The rows store the population std; the sample variance is std^2 * n / (n - 1).
-    return math.sqrt(sum(r["std"] ** 2 * r["n"] / (r["n"] - 1) / r["n"] for r in (a, b)))
-
-
 def _compare(what: str, ours: float, theirs: float, note: str = "") -> str:
     margin = ours - theirs
-    if margin == 0:
+    if abs(margin) < 0.005:
         return f"{what} ties ({ours:.2f}%)"
     side = "higher" if margin > 0 else "lower"
     return f"{what} is {side} ({ours:.2f}% vs {theirs:.2f}%, {margin:+.2f} points{note})"
@@ -245,7 +239,7 @@ def _verdict_sentences(metrics: Mapping) -> list[str]:
     lines = []
     for row, v in verdict.items():
         theirs = table[row]
-        se = _standard_error(ours, theirs)
+        se = standard_error_of_difference(ours, theirs)
         note = "" if se is None else f", {'within' if abs(v['mean_margin']) < 2 * se else 'beyond'} 2 SE = {2 * se:.2f}"
         mean_text = _compare("mean", ours["mean"], theirs["mean"], note)
         best_text = _compare("best", ours["best"], theirs["best"])
@@ -280,7 +274,7 @@ def _headline(metrics: Mapping) -> str:
     if neither:
         parts.append(f"does not beat {names(neither)} in mean or best")
     text = "; ".join(parts)
-    return text[0].upper() + text[1:] + "."
+    return text[0].upper() + text[1:] + " (a mean counts as beaten only when the gap exceeds two standard errors)."
 
 
 def _check_lines(checks: Mapping) -> list[str]:
