@@ -63,3 +63,4 @@ def test_model_with_other_shapes_names_the_parameter(resnet):
     other = timm.create_model("test_resnet", pretrained=False, num_classes=7, in_chans=1)
     with pytest.raises(ValueError, match=r"'fc\.weight'.*shape"):
         layout.flatten(other.state_dict())
+

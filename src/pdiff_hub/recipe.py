@@ -145,8 +145,30 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
         if unknown:
             raise ValueError(f"Unknown key(s) {unknown} in section {section!r} of {source}; "
                              f"known keys: {sorted(known)}")
-        sections[section] = SECTIONS[section]().__class__(**(content or {}))
+        defaults = SECTIONS[section]()
+        typed = {key: _coerce(value, getattr(defaults, key), f"{section}.{key}", source)
+                 for key, value in (content or {}).items()}
+        sections[section] = type(defaults)(**typed)
     return Recipe(name=name, **sections)
+
+
+def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
+    """``value`` as the type of the field's default: YAML reads ``1e-3`` as a string, and ``5`` is a fine float."""
+    kind = type(default)
+    if value is None or isinstance(value, kind) or kind in (list, dict):
+        if kind in (list, dict) and not isinstance(value, kind):
+            raise ValueError(f"{key} in {source} must be a {kind.__name__}, got {value!r}")
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValueError
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} in {source} must be a {kind.__name__}, got {value!r}") from None
 
 
 def resolve_recipe_path(recipe: str | os.PathLike) -> Path:
