@@ -38,8 +38,8 @@ def test_collect_writes_a_parameter_dataset(tmp_path):
         (["--collect.num_checkpoints", "1"], "num_checkpoints must be at least 2"),
         (["--target.param_patterns", "[layer9.*]"], "'layer9.*' matches no parameter"),
         (["--data.dataset", "no_such_dataset_xyz"], "no_such_dataset_xyz"),
-        (["--collect.lr", "1e38", "--collect.num_checkpoints", "30"], "diverged"),
-        (["--collect.base_lr", "1e38"], "diverged"),
+        (["--collect.lr", "1e30", "--collect.num_checkpoints", "30"], "Collection diverged"),
+        (["--collect.base_lr", "1e30"], "Base training diverged"),
     ],
 )
 def test_bad_input_stops_clearly_and_leaves_no_output(tmp_path, override, message):
