@@ -4,18 +4,20 @@
         --param_dataset runs/fashion-mnist-resnet18/params [--steps 100]
 
 Prints steps per second of the autoencoder stage and of the diffusion stage (after a few warm-up steps), and the
-time the recipe's step counts therefore take. The same one-step functions as ``scripts/train.py`` are used.
+time the recipe's step counts therefore take, for the recipe's networks and, in the same run, for networks of the
+authors' v2 sizes (the ratio). The same one-step functions as ``scripts/train.py`` are used.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
 
 from pdiff_hub.param_dataset import ParameterDataset
-from pdiff_hub.recipe import load_recipe
+from pdiff_hub.recipe import Recipe, load_recipe
 from pdiff_hub.training import (
     autoencoder_loss,
     build_autoencoder,
@@ -47,8 +49,22 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe = load_recipe(args.recipe)
-    t = recipe.train
     params = ParameterDataset.load(args.param_dataset)
+    print(f"threads: {torch.get_num_threads()}; parameter vectors: {tuple(params.vectors.shape)}")
+    ours = measure(recipe, params, args.steps, "recipe")
+    # The authors' v2 sizes: autoencoder channels 64/128/256 with a 128-value latent, the 8-layer 1D CNN denoiser.
+    paper = copy.deepcopy(recipe)
+    paper.autoencoder.channels, paper.autoencoder.latent_dim = [64, 128, 256], 128
+    paper.denoiser.channels, paper.denoiser.time_embed_dim = [1, 64, 128, 256, 512, 256, 128, 64, 1], 128
+    theirs = measure(paper, params, args.steps, "paper-sized")
+    for stage in ("autoencoder", "denoiser"):
+        print(f"{stage}: the recipe's network trains {ours[stage] / theirs[stage]:.1f}x as many steps/s as the "
+              "paper-sized one")
+
+
+def measure(recipe: Recipe, params: ParameterDataset, steps: int, label: str) -> dict[str, float]:
+    """Steps per second of both stages for ``recipe``'s networks and batch sizes; prints them."""
+    t = recipe.train
     vectors = params.vectors
     torch.manual_seed(0)
     autoencoder = build_autoencoder(recipe, params.target, vectors)
@@ -56,29 +72,20 @@ def main() -> None:
     scheduler = build_scheduler(recipe)
     with torch.no_grad():
         latents = autoencoder.eval().encode(vectors)
-
-    ae = steps_per_second(
-        autoencoder,
-        lambda: autoencoder_loss(autoencoder, sample_batch(vectors, t.autoencoder_batch_size)),
-        args.steps,
-        t.autoencoder_lr,
-    )
-    dn = steps_per_second(
-        denoiser,
-        lambda: diffusion_loss(denoiser, scheduler, sample_batch(latents, t.diffusion_batch_size)),
-        args.steps,
-        t.diffusion_lr,
-    )
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    print(f"threads: {torch.get_num_threads()}; parameter vectors: {tuple(vectors.shape)}")
-    print(
-        f"autoencoder ({count(autoencoder):,} params), batch {t.autoencoder_batch_size}: {ae:.1f} steps/s; "
-        f"{t.autoencoder_steps} steps take {t.autoencoder_steps / ae:.0f} s"
-    )
-    print(
-        f"denoiser ({count(denoiser):,} params), batch {t.diffusion_batch_size}: {dn:.1f} steps/s; "
-        f"{t.diffusion_steps} steps take {t.diffusion_steps / dn:.0f} s"
-    )
+    rates = {
+        "autoencoder": steps_per_second(
+            autoencoder, lambda: autoencoder_loss(autoencoder, sample_batch(vectors, t.autoencoder_batch_size)),
+            steps, t.autoencoder_lr),
+        "denoiser": steps_per_second(
+            denoiser, lambda: diffusion_loss(denoiser, scheduler, sample_batch(latents, t.diffusion_batch_size)),
+            steps, t.diffusion_lr),
+    }
+    for stage, model, batch, total in (("autoencoder", autoencoder, t.autoencoder_batch_size, t.autoencoder_steps),
+                                       ("denoiser", denoiser, t.diffusion_batch_size, t.diffusion_steps)):
+        count = sum(p.numel() for p in model.parameters())
+        print(f"{label} {stage} ({count:,} params), batch {batch}: {rates[stage]:.1f} steps/s; "
+              f"the recipe's {total} steps take {total / rates[stage]:.0f} s")
+    return rates
 
 
 if __name__ == "__main__":
