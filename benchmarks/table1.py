@@ -37,9 +37,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 
-from pdiff_hub.recipe import load_recipe, recipe_from_dict  # noqa: E402
+from pdiff_hub.recipe import load_recipe, recipe_from_dict
 
 DEFAULT_RECIPES = [
     "mnist-mlp",
