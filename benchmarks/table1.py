@@ -36,9 +36,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-
 from pdiff_hub.recipe import load_recipe, recipe_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_RECIPES = [
     "mnist-mlp",
