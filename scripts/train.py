@@ -69,6 +69,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def command_line(argv: list[str]) -> str:
+    """The command as typed, with the value of ``--hub_token`` masked: it goes into args.yaml and the card."""
+    shown, hide = [], False
+    for arg in argv:
+        shown.append("***" if hide else ("--hub_token=***" if arg.startswith("--hub_token=") else arg))
+        hide = arg == "--hub_token"
+    return "python " + " ".join(shlex.quote(a) for a in shown)
+
+
 def check_recipe_matches(recipe: Recipe, target: TargetModel) -> None:
     """The recipe's target must describe the network the parameter dataset was collected from."""
     expected = TargetModel(recipe.target.model_name, recipe.target.model_kwargs, recipe.target.param_patterns,
@@ -228,7 +237,7 @@ def main(args: argparse.Namespace) -> None:
     metrics = {"final_losses": losses, "train_seconds": round(train_seconds, 1), "num_checkpoints": len(vectors)}
     if not args.skip_eval:
         metrics.update(reconstruction_accuracy(recipe, params, autoencoder))
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line(sys.argv)
     card = pipeline_card(recipe, args, metrics, command, params)
     output_dir.mkdir(parents=True, exist_ok=True)
     save_pipeline(pipeline.to("cpu"), output_dir, {"README.md": card, "metrics.json": json.dumps(metrics, indent=2)})

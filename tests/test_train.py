@@ -89,3 +89,15 @@ def test_unknown_recipe_key(digits_params, tmp_path):
                         str(tmp_path / "o"), check=False)
     assert result.returncode != 0 and "Unknown key(s) ['autoencoder_step'] in section 'train'" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_hub_token_never_reaches_the_recorded_command():
+    import importlib.util
+
+    from .scripts import REPO
+
+    spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    command = train.command_line(["scripts/train.py", "--hub_token", "hf_secret1", "--hub_token=hf_secret2", "--x"])
+    assert "hf_secret" not in command and "--hub_token" in command
