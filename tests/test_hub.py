@@ -288,7 +288,7 @@ def test_custom_code_component_runs_only_with_trust_remote_code(loopback_hub, pi
     commit.files["denoiser/custom_denoiser.py"] = (f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
                                                    "from pdiff_hub import LatentDenoiser\n").encode()
     loopback_hub.add_repo("hub-test/custom-code", materialize(commit, tmp_path / "repo"))
-    with pytest.raises(ValueError, match="trust_remote_code=True"):
+    with pytest.raises(ValueError, match="trust_remote_code"):
         PDiffPipeline.from_pretrained("hub-test/custom-code", revision="main")
     assert not marker.exists()
     PDiffPipeline.from_pretrained("hub-test/custom-code", revision="main", trust_remote_code=True)

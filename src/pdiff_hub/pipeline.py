@@ -195,7 +195,7 @@ def check_pipeline_folder(path: Path, trust_remote_code: bool = False) -> None:
                    and not str(v[0]).startswith(("pdiff_hub", "diffusers"))}
         if code or foreign or "_custom_pipeline" in index:
             raise ValueError(f"{path} asks to run code from outside pdiff_hub and diffusers ({code or foreign}); "
-                             "pass trust_remote_code=True only if you trust its author")
+                             "set trust_remote_code to True only if you trust its author")
     for name in COMPONENTS:
         if name not in index:
             raise ValueError(f"{index_file} lists no {name!r} component; a PDiffPipeline needs {list(COMPONENTS)}")
