@@ -140,8 +140,10 @@ def collect_checkpoints(
         losses.append(loss.item())
         vectors.append(layout.flatten(params))
     vectors = torch.stack(vectors)
-    val_acc, test_acc = (ParameterEvaluator(target, *data, batch_size=eval_batch_size).accuracy(vectors).tolist()
-                         for data in (validation, test))
+    val_acc, test_acc = (
+        ParameterEvaluator(target, *data, batch_size=eval_batch_size, split=split).accuracy(vectors).tolist()
+        for data in (validation, test)
+    )
     return CollectionResult(vectors, list(range(num_checkpoints)), val_acc, test_acc, losses, split.is_split)
 
 

@@ -60,6 +60,7 @@ class ParameterEvaluator:
         images: the split's images, (N, C, H, W).
         labels: the split's labels, (N,).
         batch_size: images per forward pass.
+        split: an existing :class:`~pdiff_hub.prefix.FrozenPrefixSplit` of ``target.model`` to reuse.
 
     Example:
         ```py
@@ -68,13 +69,21 @@ class ParameterEvaluator:
         ```
     """
 
-    def __init__(self, target: TargetModel, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024):
+    def __init__(
+        self,
+        target: TargetModel,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int = 1024,
+        split: FrozenPrefixSplit | None = None,
+    ):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.target = target
         self.labels = labels
         self.batch_size = batch_size
-        self.split = FrozenPrefixSplit.from_model(target.model, target.layout.names)
+        # One traced split serves every split of the data; pass it in to avoid tracing the network again.
+        self.split = split or FrozenPrefixSplit.from_model(target.model, target.layout.names)
         self.frontier = self.split.compute_prefix(images, batch_size=batch_size)
 
     def predictions(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -453,9 +462,10 @@ def run_evaluation(
     stacked = torch.cat(list(rows.values()))
     bounds = np.cumsum([0] + [len(v) for v in rows.values()])
     wrong = {}
+    prefix_split = FrozenPrefixSplit.from_model(params.target.model, params.target.layout.names)
     for split in ("validation", "test") if has_val else ("test",):
         tick = time.perf_counter()
-        evaluator = ParameterEvaluator(params.target, *splits[split], batch_size=config.batch_size)
+        evaluator = ParameterEvaluator(params.target, *splits[split], batch_size=config.batch_size, split=prefix_split)
         masks = _wrong_in_chunks(evaluator, stacked, progress, f"evaluating on {split}")
         wrong[split] = {name: masks[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)}
         timings[f"evaluate_{split}_s"] = time.perf_counter() - tick

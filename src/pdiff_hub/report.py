@@ -45,6 +45,14 @@ def _style(rows: Sequence[str]) -> dict[str, tuple[str, str]]:
     return {row: (_FIXED_COLOURS.get(row) or next(others), _MARKERS.get(row) or next(marks)) for row in rows}
 
 
+def _scatter_row(ax, x, y, row: str, colour, marker: str, sizes: tuple[int, int]) -> None:
+    """One row's models as points; a row of a single model (the ensemble) is drawn large and on top."""
+    single = len(x) == 1
+    ax.scatter(x, y, s=sizes[1] if single else sizes[0], c=colour, marker=marker, alpha=1.0 if single else 0.6,
+               edgecolors="white" if single else "none", linewidths=0.8, label=f"{row} ({len(x)})",
+               zorder=3 if single else 2)
+
+
 def plot_accuracy_vs_max_iou(metrics: Mapping, path: str | os.PathLike) -> None:
     """Scatter of each model's test accuracy against its highest wrong-prediction IoU to any original.
 
@@ -57,19 +65,7 @@ def plot_accuracy_vs_max_iou(metrics: Mapping, path: str | os.PathLike) -> None:
     for row in rows:
         per_model = metrics["per_model"][row]
         colour, marker = style[row]
-        single = len(per_model["test_accuracy"]) == 1
-        ax.scatter(
-            per_model["max_iou"],
-            per_model["test_accuracy"],
-            s=160 if single else 18,
-            c=colour,
-            marker=marker,
-            alpha=1.0 if single else 0.6,
-            edgecolors="white" if single else "none",
-            linewidths=0.8,
-            label=f"{row} ({len(per_model['test_accuracy'])})",
-            zorder=3 if single else 2,
-        )
+        _scatter_row(ax, per_model["max_iou"], per_model["test_accuracy"], row, colour, marker, sizes=(18, 160))
     ax.set_xlabel("max IoU of wrong predictions to any original (test split)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy against similarity to the collected checkpoints")
@@ -180,19 +176,7 @@ def plot_tsne_latents(
         xy = embedded[start : start + len(block)]
         start += len(block)
         colour, marker = style[row]
-        single = len(block) == 1
-        ax.scatter(
-            xy[:, 0],
-            xy[:, 1],
-            s=200 if single else 16,
-            c=colour,
-            marker=marker,
-            alpha=1.0 if single else 0.6,
-            edgecolors="white" if single else "none",
-            linewidths=0.8,
-            label=f"{row} ({len(block)})",
-            zorder=3 if single else 2,
-        )
+        _scatter_row(ax, xy[:, 0], xy[:, 1], row, colour, marker, sizes=(16, 200))
     title = f"t-SNE of the autoencoder latents (perplexity {perplexity:g})"
     spread = metrics.get("checks", {}).get("latent_std_across_originals")
     if spread is not None and spread < 1e-3:
