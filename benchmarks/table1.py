@@ -213,6 +213,8 @@ def table_row(record: dict) -> dict:
         "max_iou_originals": similarity["original"]["max_iou"]["mean"],
         "pdiff_matches_originals": pdiff_mean >= original_mean - TOLERANCE,
         "beats_baselines": [row for row, mean in baselines.items() if pdiff_mean > mean],
+        "split_sizes": metrics["setup"]["split_sizes"],
+        "full_split_sizes": metrics["setup"].get("full_split_sizes", metrics["setup"]["split_sizes"]),
         "checks": metrics.get("checks", {}),
         "wall_s": {step: entry.get("wall_s") for step, entry in record["steps"].items()},
     }
@@ -244,6 +246,11 @@ def render_markdown(rows: list[dict], failures: dict[str, str], quick: bool) -> 
              "average of the collected checkpoints; baselines have as many models as p-diff. max-IoU = mean over a "
              "row's models of the largest IoU of wrong test predictions with any original (originals: excluding "
              "themselves). Wall times: '–' = reused without a record."]
+    for row in rows:
+        cut = {split: n for split, n in row["split_sizes"].items() if n != row["full_split_sizes"][split]}
+        if cut:
+            sizes = ", ".join(f"{split} {n:,} of {row['full_split_sizes'][split]:,}" for split, n in cut.items())
+            notes.append(f"- {row['recipe']}: evaluated on random subsets of the splits ({sizes} images).")
     if quick:
         notes.append("**--quick smoke run: tiny settings, the numbers mean nothing.**")
     for name, error in failures.items():

@@ -16,6 +16,7 @@ from pdiff_hub.evaluate import (
     per_coordinate_gaussian,
     random_averages,
     run_evaluation,
+    subsample_splits,
     summarize,
     weight_average,
     wrong_prediction_iou,
@@ -228,6 +229,36 @@ def test_run_evaluation_without_validation_and_with_ddpm(setup, splits):
     assert result["val_table"] is None and result["per_model"]["p-diff"]["val_accuracy"] is None
     assert result["table"]["p-diff"]["best"] == result["table"]["p-diff"]["max"]
     assert pipe.scheduler.__class__.__name__ == "DDPMScheduler"  # the pipeline itself is left as it was
+
+
+def test_subsample_splits_is_seeded_and_keeps_pairs(splits):
+    cut = subsample_splits(splits, {"validation": 10, "test": 0, "missing": 5}, seed=1)
+    assert cut["test"] is splits["test"] and cut["train"] is splits["train"]  # 0 and unnamed splits: unchanged
+    images, labels = cut["validation"]
+    assert len(images) == len(labels) == 10
+    full_images, full_labels = splits["validation"]
+    index = [next(i for i in range(len(full_images)) if torch.equal(full_images[i], image)) for image in images]
+    assert index == sorted(index) and len(set(index)) == 10  # a subset, in the original order
+    assert torch.equal(labels, full_labels[index])
+    assert torch.equal(subsample_splits(splits, {"validation": 10}, seed=1)["validation"][0], images)
+    assert not torch.equal(subsample_splits(splits, {"validation": 10}, seed=2)["validation"][0], images)
+    assert subsample_splits(splits, {"validation": 1000})["validation"] is splits["validation"]
+    with pytest.raises(ValueError, match="positive"):
+        subsample_splits(splits, {"test": -1})
+
+
+def test_run_evaluation_on_a_test_subset(setup, splits):
+    pipe, params = setup
+    config = EvaluateConfig(num_models=2, num_inference_steps=2, noise_amplitudes=[0.1], average_size=3,
+                            val_images=20, test_images=30)
+    result = run_evaluation(pipe, params, splits, config, progress=False)
+    assert result["setup"]["split_sizes"] == {"validation": 20, "test": 30}
+    assert result["setup"]["full_split_sizes"] == {"validation": 40, "test": 40}
+    assert result["checks"]["max_recorded_vs_recomputed_test_accuracy"] is None  # recorded on the whole split
+    subset = subsample_splits(splits, {"test": 30}, seed=config.seed)["test"]
+    expected = ParameterEvaluator(params.target, *subset).accuracy(params.vectors)
+    assert result["per_model"]["original"]["test_accuracy"] == pytest.approx(expected.tolist(), abs=1e-3)
+    assert "test 30 (a random subset of 40)" in render_report(result, {})
 
 
 def test_report_renders_with_figures(metrics, tmp_path):

@@ -98,7 +98,11 @@ class TrainConfig:
 
 @dataclass
 class EvaluateConfig:
-    """Generation and the baselines of the memorization critique."""
+    """Generation and the baselines of the memorization critique.
+
+    ``val_images`` / ``test_images``: evaluate on a random subset of this many images of the split (drawn with
+    ``seed``; 0 = the whole split), for models whose generated layers are expensive to run hundreds of times.
+    """
 
     num_models: int = 100
     num_inference_steps: int = 50
@@ -107,6 +111,8 @@ class EvaluateConfig:
     noise_amplitudes: list = field(default_factory=lambda: [0.01, 0.06, 0.12])
     average_size: int = 16
     batch_size: int = 2048
+    val_images: int = 0
+    test_images: int = 0
 
 
 @dataclass

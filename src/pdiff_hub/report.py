@@ -290,7 +290,11 @@ def render_report(metrics: Mapping, figures: Mapping[str, str]) -> str:
     """
     setup, table, sim = metrics["setup"], metrics["table"], metrics["similarity"]
     rows = setup["rows"]
-    split_sizes = ", ".join(f"{k} {v:,}" for k, v in setup["split_sizes"].items())
+    full_sizes = setup.get("full_split_sizes", {})
+    split_sizes = ", ".join(
+        f"{k} {v:,}" + (f" (a random subset of {full_sizes[k]:,})" if full_sizes.get(k, v) != v else "")
+        for k, v in setup["split_sizes"].items()
+    )
     out = [
         f"# p-diff evaluation: {setup['model_name']}",
         "",
