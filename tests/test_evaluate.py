@@ -208,6 +208,11 @@ def test_run_evaluation_returns_every_row_and_key(metrics):
     assert metrics["similarity"]["rows"]["original"]["nearest_l2"]["min"] > 0  # self excluded
     assert metrics["checks"]["max_recorded_vs_recomputed_test_accuracy"] == pytest.approx(0.0, abs=1e-4)
     assert metrics["setup"]["best_selected_by"] == "validation"
+    nearest = metrics["checks"]["latent_nearest_original"]
+    latents = {row: torch.tensor(metrics["latents"][row]) for row in ("original", "p-diff")}
+    expected = torch.cdist(latents["p-diff"], latents["original"]).min(dim=1).values.mean()
+    assert nearest["p-diff"] == pytest.approx(expected.item(), rel=1e-3)
+    assert 0 < nearest["original"] < float("inf")
     assert {"generation_s", "evaluate_validation_s", "evaluate_test_s", "total_s"} <= set(metrics["timings"])
     assert json.loads(json.dumps(metrics)) == metrics  # JSON-safe
 

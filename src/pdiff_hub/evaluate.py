@@ -489,7 +489,8 @@ def run_evaluation(
     timings["similarity_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    latents = {name: _rounded(_encode(pipe, rows[name]), 4) for name in names}
+    encoded = {name: _encode(pipe, rows[name]) for name in names}
+    latents = {name: _rounded(z, 4) for name, z in encoded.items()}
     timings["latents_s"] = time.perf_counter() - tick
 
     table = {name: summarize(acc["test"][name], val_acc.get(name)) for name in names}
@@ -497,6 +498,13 @@ def run_evaluation(
     # The accuracies recorded at collection are on the whole test split: comparable only when it was not subsampled.
     recorded = _recorded_test_accuracy(params) if len(splits["test"][1]) == full_sizes["test"] else None
     checks = {"max_recorded_vs_recomputed_test_accuracy": None, **autoencoder_checks(pipe, originals)}
+    # Does the diffusion model sample where the originals' latents are? (memorizing: as close as they are to each
+    # other; far beyond that: off the data, between the training latents.)
+    if len(originals) > 1:
+        checks["latent_nearest_original"] = {
+            ORIGINAL: float(nearest_l2(encoded[ORIGINAL], encoded[ORIGINAL], exclude_self=True).mean()),
+            PDIFF: float(nearest_l2(encoded[PDIFF], encoded[ORIGINAL]).mean()),
+        }
     if recorded is not None:
         gap = float((recorded - acc["test"][ORIGINAL].cpu()).abs().max())
         checks["max_recorded_vs_recomputed_test_accuracy"] = gap

@@ -274,6 +274,10 @@ def _check_lines(checks: Mapping) -> list[str]:
     if checks.get("latent_std_across_originals") is not None:
         lines.append(f"- Latents of the originals: std across checkpoints {checks['latent_std_across_originals']:.2e}"
                      f", {100 * checks['saturated_latent_fraction']:.1f}% of values saturated (|z| > 0.99).")
+    nearest = checks.get("latent_nearest_original")
+    if nearest is not None:
+        lines.append(f"- Latent distance to the nearest original's latent (the models encoded): p-diff "
+                     f"{nearest['p-diff']:.3f}, originals (to the nearest other original) {nearest['original']:.3f}.")
     return lines
 
 
