@@ -9,7 +9,8 @@ Usage::
 
 Each recipe runs as three subprocesses of the project's scripts (``scripts/collect.py``, ``scripts/train.py``,
 ``scripts/evaluate.py``) into ``OUT/<recipe>/{params,pipeline,eval}``, with each step's output in
-``OUT/<recipe>/<step>.log``. A step whose output already exists is reused, not rerun (delete its folder to rerun it).
+``OUT/<recipe>/<step>.log``. A step whose output already exists is reused, not rerun (delete its folder to rerun it);
+an interrupted training step resumes from its last checkpoint.
 ``--reuse NAME=DIR`` takes a recipe's results from another run folder holding ``params/``, ``pipeline/`` and
 ``eval/`` (the README's layout) and runs nothing for it: while ``DIR/eval/metrics.json`` does not exist yet (someone
 else's run in progress), the recipe is listed as missing under the table.
@@ -133,7 +134,8 @@ def step_command(step: str, recipe: str, dirs: dict[str, Path], overrides: dict[
     if step == "collect":
         command += ["--output_dir", str(dirs["collect"])]
     elif step == "train":
-        command += ["--param_dataset", str(dirs["collect"]), "--output_dir", str(dirs["train"]), "--report_to", "none"]
+        command += ["--param_dataset", str(dirs["collect"]), "--output_dir", str(dirs["train"]), "--report_to", "none",
+                    "--resume_from_checkpoint", "latest"]
     else:
         command += ["--pipeline", str(dirs["train"]), "--param_dataset", str(dirs["collect"]),
                     "--output_dir", str(dirs["evaluate"])]

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from pdiff_hub import LatentDenoiser, PDiffPipeline
 from pdiff_hub.cards import render_card
 from pdiff_hub.data import load_recipe_splits
-from pdiff_hub.evaluate import ParameterEvaluator
+from pdiff_hub.evaluate import ParameterEvaluator, subsample_splits
 from pdiff_hub.param_dataset import ParameterDataset
 from pdiff_hub.recipe import Recipe, add_recipe_arguments, recipe_from_args, write_run_args
 from pdiff_hub.target import TargetModel
@@ -257,9 +257,13 @@ def main(args: argparse.Namespace) -> None:
 
 @torch.no_grad()
 def reconstruction_accuracy(recipe: Recipe, params: ParameterDataset, autoencoder) -> dict:
-    """Mean test accuracy of the collected checkpoints and of their reconstructions by the autoencoder."""
+    """Mean test accuracy of the collected checkpoints and of their reconstructions by the autoencoder.
+
+    On the test images the evaluation uses: the whole split, or the recipe's ``evaluate.test_images`` subset.
+    """
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
-    evaluator = ParameterEvaluator(params.target, *splits["test"], batch_size=recipe.evaluate.batch_size)
+    test = subsample_splits(splits, {"test": recipe.evaluate.test_images}, recipe.evaluate.seed)["test"]
+    evaluator = ParameterEvaluator(params.target, *test, batch_size=recipe.evaluate.batch_size)
     vectors = params.vectors
     reconstructed = autoencoder.decode(autoencoder.encode(vectors))
     original, recon = evaluator.accuracy(vectors), evaluator.accuracy(reconstructed)
@@ -268,6 +272,7 @@ def reconstruction_accuracy(recipe: Recipe, params: ParameterDataset, autoencode
         "reconstructed_mean_test_accuracy": recon.mean().item(),
         "reconstruction_max_abs_accuracy_change": (recon - original).abs().max().item(),
         "reconstruction_relative_error": ((reconstructed - vectors).norm(dim=1) / vectors.norm(dim=1)).mean().item(),
+        "reconstruction_test_images": len(test[1]),
     }
 
 
