@@ -497,7 +497,8 @@ def run_evaluation(
     val_table = {name: summarize(val_acc[name]) for name in names} if has_val else None
     # The accuracies recorded at collection are on the whole test split: comparable only when it was not subsampled.
     recorded = _recorded_test_accuracy(params) if len(splits["test"][1]) == full_sizes["test"] else None
-    checks = {"max_recorded_vs_recomputed_test_accuracy": None, **autoencoder_checks(pipe, originals)}
+    checks = {"max_recorded_vs_recomputed_test_accuracy": None,
+              **autoencoder_checks(pipe, originals, encoded[ORIGINAL])}
     # Does the diffusion model sample where the originals' latents are? (memorizing: as close as they are to each
     # other; far beyond that: off the data, between the training latents.)
     if len(originals) > 1:
@@ -620,7 +621,7 @@ def _wrong_in_chunks(
 
 
 @torch.no_grad()
-def autoencoder_checks(pipe: PDiffPipeline, originals: torch.Tensor) -> dict:
+def autoencoder_checks(pipe: PDiffPipeline, originals: torch.Tensor, latents: torch.Tensor | None = None) -> dict:
     """Does the autoencoder tell the collected checkpoints apart, or has it collapsed onto their mean?
 
     Returns:
@@ -629,8 +630,10 @@ def autoencoder_checks(pipe: PDiffPipeline, originals: torch.Tensor) -> dict:
         checkpoint they encode, and every decoded model is the mean); ``latent_std_across_originals``: the
         per-coordinate std of the originals' latents, averaged; ``saturated_latent_fraction``: the fraction of the
         originals' latent values with magnitude above 0.99 (a bounded latent pinned at +-1 ignores its input).
+
+    ``latents``: the originals' latents when the caller has them already (as :func:`run_evaluation` does).
     """
-    z = _encode(pipe, originals)
+    z = _encode(pipe, originals) if latents is None else latents
     autoencoder = pipe.autoencoder
     reconstructed = autoencoder.decode(z.to(autoencoder.device, autoencoder.dtype)).float().cpu()
     originals = originals.float()
