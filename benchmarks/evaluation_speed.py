@@ -24,10 +24,10 @@ import time
 import timm
 import torch
 
-from pdiff_hub.collect import accuracy, train_base_model
-from pdiff_hub.data import dataset_to_tensors, load_image_dataset
-from pdiff_hub.evaluate import ParameterEvaluator
-from pdiff_hub.target import TargetModel
+from pdiff_hub.training.collection import accuracy, train_base_model
+from pdiff_hub.data.images import dataset_to_tensors, load_image_dataset
+from pdiff_hub.engine.evaluator import ParameterEvaluator
+from pdiff_hub.models.target import TargetModel
 
 MODEL_KWARGS = {"num_classes": 10, "in_chans": 1}
 PATTERNS = ["layer4.1.bn1", "layer4.1.bn2"]
@@ -94,7 +94,7 @@ def main() -> None:
     t_naive = time.perf_counter() - start
 
     start = time.perf_counter()
-    evaluator = ParameterEvaluator(target, images_dev, labels, batch_size=args.batch_size)
+    evaluator = ParameterEvaluator(target.model, target.layout, images_dev, labels, batch_size=args.batch_size)
     synchronize(device)
     t_prefix = time.perf_counter() - start
     start = time.perf_counter()

@@ -17,10 +17,10 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from pdiff_hub import PDiffPipeline
-from pdiff_hub.data import load_recipe_splits
-from pdiff_hub.evaluate import ParameterEvaluator, summarize
-from pdiff_hub.param_dataset import ParameterDataset
-from pdiff_hub.recipe import load_recipe
+from pdiff_hub.data.images import load_recipe_splits
+from pdiff_hub.engine.evaluator import ParameterEvaluator, summarize
+from pdiff_hub.data.parameters import ParameterDataset
+from pdiff_hub.recipes.config import load_recipe
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     params = ParameterDataset.load(f"{args.run}/params")
     recipe = load_recipe(f"{args.run}/pipeline/args.yaml")
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
-    evaluator = ParameterEvaluator(params.target, *splits["test"])
+    evaluator = ParameterEvaluator(params.target.model, params.target.layout, *splits["test"])
 
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     start = time.perf_counter()

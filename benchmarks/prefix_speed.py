@@ -31,7 +31,7 @@ from typing import Any
 import timm
 import torch
 
-from pdiff_hub.prefix import FrozenPrefixSplit
+from pdiff_hub.engine.split import FrozenPrefixSplit
 
 PARAM_NAMES = ["layer4.1.bn1.weight", "layer4.1.bn1.bias", "layer4.1.bn2.weight", "layer4.1.bn2.bias"]
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from pdiff_hub.recipe import load_recipe, recipe_from_dict
+from pdiff_hub.recipes.config import load_recipe, recipe_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 

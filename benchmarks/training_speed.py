@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from pdiff_hub.param_dataset import ParameterDataset
-from pdiff_hub.recipe import Recipe, load_recipe
-from pdiff_hub.training import (
+from pdiff_hub.data.parameters import ParameterDataset
+from pdiff_hub.recipes.config import Recipe, load_recipe
+from pdiff_hub.training.objectives import (
     autoencoder_loss,
     build_autoencoder,
     build_denoiser,

@@ -1,6 +1,6 @@
 """Collect a parameter dataset: train a base model from scratch, then save K checkpoints of the generated subset.
 
-    python scripts/collect.py --recipe pipelines/fashion-mnist-resnet18.yaml --output_dir runs/fmnist/params
+    python scripts/collect.py --recipe fashion-mnist-resnet18 --output_dir runs/fmnist/params
     python scripts/collect.py --recipe fashion-mnist-resnet18 --collect.num_checkpoints 50 --output_dir OUT
 
 The output folder (written atomically: it appears complete or not at all) holds the parameter dataset
@@ -22,12 +22,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from pdiff_hub.cards import render_card
-from pdiff_hub.collect import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
-from pdiff_hub.data import load_recipe_splits
-from pdiff_hub.param_dataset import ParameterDataset, atomic_output_dir, build_parameter_table
-from pdiff_hub.recipe import add_recipe_arguments, recipe_from_args, write_run_args
-from pdiff_hub.target import TargetModel
+from pdiff_hub.hub.cards import render_card
+from pdiff_hub.training.collection import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
+from pdiff_hub.data.images import load_recipe_splits
+from pdiff_hub.data.parameters import ParameterDataset, atomic_output_dir, build_parameter_table
+from pdiff_hub.recipes.config import add_recipe_arguments, recipe_from_args, write_run_args
+from pdiff_hub.models.target import TargetModel
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> None:
         base_acc.append(accuracy(target.model, *splits["test"], batch_size=c.eval_batch_size))
         accelerator.print(f"base model (seed {seed}): test accuracy {base_acc[-1]:.2f}%")
         start = time.perf_counter()
-        result = collect_checkpoints(target, splits["train"], splits["validation"], splits["test"],
+        result = collect_checkpoints(target.model, target.layout, splits["train"], splits["validation"], splits["test"],
                                      num_checkpoints=count, lr=c.lr, weight_decay=c.weight_decay,
                                      batch_size=c.batch_size, seed=seed, eval_batch_size=c.eval_batch_size,
                                      progress=accelerator.is_local_main_process)

@@ -25,10 +25,10 @@ import yaml
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from pdiff_hub import PDiffPipeline
-from pdiff_hub.data import dataset_to_tensors, load_image_dataset, num_classes
-from pdiff_hub.evaluate import ParameterEvaluator
-from pdiff_hub.hub import GenerationRecord, export_timm_model, push_folder_to_hub
-from pdiff_hub.param_dataset import atomic_output_dir
+from pdiff_hub.data.images import dataset_to_tensors, load_image_dataset, num_classes
+from pdiff_hub.engine.evaluator import ParameterEvaluator
+from pdiff_hub.hub.upload import GenerationRecord, export_timm_model, push_folder_to_hub
+from pdiff_hub.data.parameters import atomic_output_dir
 
 SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
 
@@ -115,7 +115,7 @@ def main(args: argparse.Namespace) -> list[str]:
     generator = torch.Generator().manual_seed(args.seed)
     vectors = pipe(num_models=args.num_models, num_inference_steps=args.num_inference_steps, generator=generator,
                    output_type="pt").parameters
-    accuracy = {name: ParameterEvaluator(target, images, labels).accuracy(vectors)
+    accuracy = {name: ParameterEvaluator(target.model, target.layout, images, labels).accuracy(vectors)
                 for name, (images, labels) in tensors.items()}
     chosen = select_indices(accuracy["validation"], args.select)
     ranks = {i: r + 1 for r, i in enumerate(torch.sort(accuracy["validation"], descending=True, stable=True)

@@ -1,6 +1,6 @@
 """Train p-diff on a parameter dataset and save a PDiffPipeline.
 
-    accelerate launch scripts/train.py --recipe pipelines/fashion-mnist-resnet18.yaml \\
+    accelerate launch scripts/train.py --recipe fashion-mnist-resnet18 \\
         --param_dataset runs/fmnist/params --output_dir runs/fmnist/pipeline
     python scripts/train.py --recipe fashion-mnist-resnet18 --param_dataset org/params --output_dir OUT \\
         --resume_from_checkpoint latest --push_to_hub --hub_model_id org/pdiff-fmnist
@@ -32,13 +32,14 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from pdiff_hub import LatentDenoiser, PDiffPipeline
-from pdiff_hub.cards import render_card
-from pdiff_hub.data import load_recipe_splits
-from pdiff_hub.evaluate import ParameterEvaluator, subsample_splits
-from pdiff_hub.param_dataset import ParameterDataset
-from pdiff_hub.recipe import Recipe, add_recipe_arguments, recipe_from_args, write_run_args
-from pdiff_hub.target import TargetModel
-from pdiff_hub.training import (
+from pdiff_hub.hub.cards import render_card
+from pdiff_hub.data.images import load_recipe_splits
+from pdiff_hub.engine.evaluator import ParameterEvaluator
+from pdiff_hub.evaluation.evaluate import subsample_splits
+from pdiff_hub.data.parameters import ParameterDataset
+from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, recipe_from_args, write_run_args
+from pdiff_hub.models.target import TargetModel
+from pdiff_hub.training.objectives import (
     autoencoder_loss,
     build_autoencoder,
     build_denoiser,
@@ -248,7 +249,7 @@ def main(args: argparse.Namespace) -> None:
         if key in metrics:
             accelerator.print(f"  {key}: {metrics[key]:.2f}")
     if args.push_to_hub:
-        from pdiff_hub.hub import push_folder_to_hub
+        from pdiff_hub.hub.upload import push_folder_to_hub
 
         url = push_folder_to_hub(output_dir, args.hub_model_id, repo_type="model", token=args.hub_token,
                                  commit_message="Upload p-diff pipeline")
@@ -263,7 +264,7 @@ def reconstruction_accuracy(recipe: Recipe, params: ParameterDataset, autoencode
     """
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
     test = subsample_splits(splits, {"test": recipe.evaluate.test_images}, recipe.evaluate.seed)["test"]
-    evaluator = ParameterEvaluator(params.target, *test, batch_size=recipe.evaluate.batch_size)
+    evaluator = ParameterEvaluator(params.target.model, params.target.layout, *test, batch_size=recipe.evaluate.batch_size)
     vectors = params.vectors
     reconstructed = autoencoder.decode(autoencoder.encode(vectors))
     original, recon = evaluator.accuracy(vectors), evaluator.accuracy(reconstructed)

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from pdiff_hub.param_dataset import ParameterDataset
-from pdiff_hub.recipe import load_recipe
+from pdiff_hub.data.parameters import ParameterDataset
+from pdiff_hub.recipes.config import load_recipe
 
 from .scripts import run_script
 

@@ -1,4 +1,4 @@
-"""Tests for pdiff_hub.data: offline builders, local folders, column normalization, tensors. Never uses the network."""
+"""Tests for pdiff_hub.data.images: offline builders, local folders, column normalization, tensors. Never uses the network."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pdiff_hub import data
-from pdiff_hub.data import BUILTIN_DATASETS, dataset_to_tensors, load_image_dataset, num_classes
+from pdiff_hub.data import images as data
+from pdiff_hub.data.images import BUILTIN_DATASETS, dataset_to_tensors, load_image_dataset, num_classes
 
 SPLITS = ["train", "validation", "test"]
 

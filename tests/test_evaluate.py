@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from pdiff_hub.evaluate import (
+from pdiff_hub.evaluation.evaluate import (
     ParameterEvaluator,
     max_iou,
     mean_iou_between,
@@ -21,9 +21,9 @@ from pdiff_hub.evaluate import (
     weight_average,
     wrong_prediction_iou,
 )
-from pdiff_hub.param_dataset import ParameterDataset, build_parameter_table
-from pdiff_hub.recipe import EvaluateConfig
-from pdiff_hub.report import FIGURES, render_report, write_figures
+from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
+from pdiff_hub.recipes.config import EvaluateConfig
+from pdiff_hub.evaluation.report import FIGURES, render_report, write_figures
 
 from .components import tiny_pipeline, tiny_target
 from .scripts import run_script
@@ -154,7 +154,7 @@ def make_params(target, num=12, seed=0, splits=None):
     if splits is None:
         acc = {"validation": torch.zeros(num), "test": torch.zeros(num)}
     else:
-        acc = {name: ParameterEvaluator(target, *splits[name]).accuracy(vectors) for name in ("validation", "test")}
+        acc = {name: ParameterEvaluator(target.model, target.layout, *splits[name]).accuracy(vectors) for name in ("validation", "test")}
     rows = [{"step": i, "seed": 0, "lr": 0.1, "val_accuracy": float(acc["validation"][i]),
              "test_accuracy": float(acc["test"][i])} for i in range(num)]
     return ParameterDataset(build_parameter_table(vectors, rows), target)
@@ -219,7 +219,7 @@ def test_run_evaluation_returns_every_row_and_key(metrics):
 
 def test_run_evaluation_is_consistent_with_the_evaluator(metrics, setup, splits):
     pipe, params = setup
-    test_acc = ParameterEvaluator(params.target, *splits["test"]).accuracy(params.vectors)
+    test_acc = ParameterEvaluator(params.target.model, params.target.layout, *splits["test"]).accuracy(params.vectors)
     assert metrics["per_model"]["original"]["test_accuracy"] == pytest.approx(test_acc.tolist(), abs=1e-3)
     assert metrics["table"]["original"]["mean"] == pytest.approx(test_acc.double().mean().item(), abs=1e-4)
     assert metrics["table"]["ensemble"]["n"] == 1
@@ -261,7 +261,7 @@ def test_run_evaluation_on_a_test_subset(setup, splits):
     assert result["setup"]["full_split_sizes"] == {"validation": 40, "test": 40}
     assert result["checks"]["max_recorded_vs_recomputed_test_accuracy"] is None  # recorded on the whole split
     subset = subsample_splits(splits, {"test": 30}, seed=config.seed)["test"]
-    expected = ParameterEvaluator(params.target, *subset).accuracy(params.vectors)
+    expected = ParameterEvaluator(params.target.model, params.target.layout, *subset).accuracy(params.vectors)
     assert result["per_model"]["original"]["test_accuracy"] == pytest.approx(expected.tolist(), abs=1e-3)
     assert "test 30 (a random subset of 40)" in render_report(result, {})
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from pdiff_hub import TargetModel
-from pdiff_hub.evaluate import ParameterEvaluator
-from pdiff_hub.prefix import FrozenPrefixSplit
-from pdiff_hub.recipe import RECIPE_DIR, load_recipe
+from pdiff_hub.engine.evaluator import ParameterEvaluator
+from pdiff_hub.engine.split import FrozenPrefixSplit
+from pdiff_hub.recipes.config import RECIPE_DIR, load_recipe
 
 from .scripts import REPO, run_script
 
@@ -95,7 +95,7 @@ def test_prefix_split_or_clean_fallback(family: str) -> None:
     vectors = target.base_vector()[None] + 0.5 * torch.randn(3, target.layout.num_params,
                                                              generator=torch.Generator().manual_seed(3))
     labels = torch.zeros(len(images), dtype=torch.long)
-    predictions = ParameterEvaluator(target, images, labels).predictions(vectors)
+    predictions = ParameterEvaluator(target.model, target.layout, images, labels).predictions(vectors)
     with torch.no_grad():
         expected = torch.stack([target.build_model(v)(images).argmax(-1) for v in vectors])
     assert torch.equal(predictions, expected)

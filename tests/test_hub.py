@@ -31,15 +31,15 @@ from huggingface_hub.utils import hf_raise_for_status
 from safetensors.torch import load_file, save_file
 
 from pdiff_hub import PDiffPipeline
-from pdiff_hub.data import dataset_to_tensors, load_image_dataset
-from pdiff_hub.hub import (
+from pdiff_hub.data.images import dataset_to_tensors, load_image_dataset
+from pdiff_hub.hub.upload import (
     GenerationRecord,
     HubUploadError,
     export_timm_model,
     push_folder_to_hub,
     push_parameter_dataset,
 )
-from pdiff_hub.param_dataset import ParameterDataset, build_parameter_table
+from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
 
 from .components import tiny_pipeline, tiny_target
 

@@ -1,4 +1,4 @@
-"""Tests of :mod:`pdiff_hub.prefix`: the split must reproduce the full model exactly, and fall back cleanly."""
+"""Tests of :mod:`pdiff_hub.engine.split`: the split must reproduce the full model exactly, and fall back cleanly."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from pdiff_hub.prefix import FrozenPrefixSplit
+from pdiff_hub.engine.split import FrozenPrefixSplit
 
 ATOL = 1e-5
 

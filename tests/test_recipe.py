@@ -1,6 +1,6 @@
 import pytest
 
-from pdiff_hub.recipe import RECIPE_DIR, load_recipe, recipe_from_dict, write_run_args
+from pdiff_hub.recipes.config import RECIPE_DIR, load_recipe, recipe_from_dict, write_run_args
 
 
 def test_values_take_their_field_types():

@@ -18,7 +18,7 @@ from torch import nn
 
 from .models.autoencoder import ParameterAutoencoder
 from .models.denoiser import LatentDenoiser
-from .target import TargetModel
+from .models.target import TargetModel
 
 __all__ = ["PDiffPipeline", "PDiffPipelineOutput"]
 
@@ -173,7 +173,7 @@ class PDiffPipeline(DiffusionPipeline):
             >>> pipe.push_to_hub("org/pdiff-fashion-mnist-resnet18")
             ```
         """
-        from .hub import push_pipeline_to_hub
+        from .hub.upload import push_pipeline_to_hub
 
         return push_pipeline_to_hub(self, repo_id, model_card=model_card, token=token, private=private,
                                     commit_message=commit_message, revision=revision, create_pr=create_pr)

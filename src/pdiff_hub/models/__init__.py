@@ -1,0 +1,2 @@
+"""The pipeline components (ModelMixin + ConfigMixin): the frozen target network, the parameter autoencoder and the
+latent denoiser."""

@@ -19,7 +19,7 @@ import yaml
 
 __all__ = ["Recipe", "add_recipe_arguments", "load_recipe", "recipe_from_args", "write_run_args", "write_yaml_atomic"]
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "pipelines"
+RECIPE_DIR = Path(__file__).resolve().parent  # the bundled YAML recipes ship beside this module (package data)
 
 
 @dataclass
@@ -178,7 +178,7 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
 
 
 def resolve_recipe_path(recipe: str | os.PathLike) -> Path:
-    """A recipe path, or the name of one in the bundled ``pipelines/`` folder (``fashion-mnist-resnet18``)."""
+    """A recipe path, or the name of one in the bundled recipes (``pdiff_hub/recipes/*.yaml``) (``fashion-mnist-resnet18``)."""
     path = Path(recipe)
     if path.is_file():
         return path
@@ -197,7 +197,7 @@ def load_recipe(recipe: str | os.PathLike) -> Recipe:
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """``--recipe`` plus one ``--section.key VALUE`` override flag for every recipe field (values parsed as YAML)."""
-    parser.add_argument("--recipe", default=None, help="recipe YAML path or bundled name (pipelines/*.yaml)")
+    parser.add_argument("--recipe", default=None, help="recipe YAML path or bundled name (pdiff_hub/recipes/*.yaml)")
     group = parser.add_argument_group("recipe overrides (values are parsed as YAML: 0.01, [1, 2], true)")
     for section in SECTIONS:
         for key, f in _section_fields(section).items():

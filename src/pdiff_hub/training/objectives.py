@@ -10,10 +10,10 @@ import torch
 from diffusers import DDPMScheduler
 from torch import nn
 
-from .models.autoencoder import ParameterAutoencoder
-from .models.denoiser import LatentDenoiser
-from .recipe import Recipe
-from .target import TargetModel
+from ..models.autoencoder import ParameterAutoencoder
+from ..models.denoiser import LatentDenoiser
+from ..recipes.config import Recipe
+from ..models.target import TargetModel
 
 __all__ = ["autoencoder_loss", "build_autoencoder", "build_denoiser", "build_scheduler", "diffusion_loss",
            "sample_batch"]

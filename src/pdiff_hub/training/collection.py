@@ -3,7 +3,7 @@
 This follows the authors' v2 protocol (SPEC.md): after base training, everything but the generated parameters is
 frozen (normalization layers in eval mode), and only the subset keeps training with AdamW at a constant learning
 rate; every iteration's subset is one checkpoint. Because the frozen part is the same for every checkpoint, the
-activations that feed the subset are computed once (:class:`~pdiff_hub.prefix.FrozenPrefixSplit`), which makes
+activations that feed the subset are computed once (:class:`~pdiff_hub.engine.split.FrozenPrefixSplit`), which makes
 collection and the per-checkpoint evaluation cost what the changed layers cost.
 """
 
@@ -18,9 +18,9 @@ from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from .evaluate import ParameterEvaluator
-from .prefix import FrozenPrefixSplit
-from .target import TargetModel
+from ..core.layout import ParameterLayout
+from ..engine.evaluator import ParameterEvaluator
+from ..engine.split import FrozenPrefixSplit
 
 __all__ = ["CollectionResult", "accuracy", "collect_checkpoints", "train_base_model"]
 
@@ -97,7 +97,8 @@ class CollectionResult:
 
 
 def collect_checkpoints(
-    target: TargetModel,
+    model: nn.Module,
+    layout: ParameterLayout,
     train: Split,
     validation: Split,
     test: Split,
@@ -110,9 +111,9 @@ def collect_checkpoints(
     eval_batch_size: int = 1024,
     progress: bool = True,
 ) -> CollectionResult:
-    """Keep training only the generated parameters of ``target`` and save one checkpoint per iteration.
+    """Keep training only the generated parameters (``layout``) of ``model`` and save one checkpoint per iteration.
 
-    ``target.model`` must hold the trained base model. It is not modified: the subset is trained on a copy.
+    ``model`` must be the trained base model, in eval mode. It is not modified: the subset is trained on a copy.
 
     Raises:
         ValueError: if ``num_checkpoints < 2``.
@@ -120,10 +121,10 @@ def collect_checkpoints(
     """
     if num_checkpoints < 2:
         raise ValueError(f"num_checkpoints must be at least 2, got {num_checkpoints}")
-    layout = target.layout
-    split = FrozenPrefixSplit.from_model(target.model, layout.names)
+    split = FrozenPrefixSplit.from_model(model, layout.names)
     train_features = split.compute_prefix(train[0], batch_size=eval_batch_size)
-    params = {n: p.detach().clone().requires_grad_(True) for n, p in layout.unflatten(target.base_vector()).items()}
+    base = dict(model.named_parameters())
+    params = {n: base[n].detach().clone().requires_grad_(True) for n in layout.names}
     optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     labels = train[1]
@@ -141,7 +142,7 @@ def collect_checkpoints(
         vectors.append(layout.flatten(params))
     vectors = torch.stack(vectors)
     val_acc, test_acc = (
-        ParameterEvaluator(target, *data, batch_size=eval_batch_size, split=split).accuracy(vectors).tolist()
+        ParameterEvaluator(model, layout, *data, batch_size=eval_batch_size, split=split).accuracy(vectors).tolist()
         for data in (validation, test)
     )
     return CollectionResult(vectors, list(range(num_checkpoints)), val_acc, test_acc, losses, split.is_split)

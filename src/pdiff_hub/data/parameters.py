@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from huggingface_hub import snapshot_download
 
-from .target import TargetModel
+from ..models.target import TargetModel
 
 __all__ = ["ParameterDataset", "atomic_output_dir", "build_parameter_table"]
 

@@ -312,7 +312,7 @@ _BUILDERS = {"fashion_mnist": _build_fashion_mnist, "mnist": _build_mnist, "digi
 
 def _mnist_default_dirs() -> list[Path]:
     dirs: list[Path] = []
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]  # a source checkout (src/pdiff_hub/data/images.py)
     if (repo / "pyproject.toml").is_file():
         dirs.append(repo / _MNIST_SUBDIR)
     cwd = Path.cwd() / _MNIST_SUBDIR

@@ -1,4 +1,4 @@
-"""Model and dataset cards rendered from the templates in ``model_cards/``."""
+"""Model and dataset cards rendered from the templates in ``pdiff_hub/hub/templates/``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import yaml
 
 __all__ = ["render_card"]
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"  # package data
 
 
 def render_card(template: str, metadata: dict, **values) -> str:
-    """Render ``model_cards/<template>.md`` with ``values`` under a Hub metadata header built from ``metadata``.
+    """Render ``templates/<template>.md`` with ``values`` under a Hub metadata header built from ``metadata``.
 
     Every variable the template uses must be given: a missing one raises ``jinja2.UndefinedError`` instead of
     leaving a placeholder in a published card.

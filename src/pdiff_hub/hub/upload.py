@@ -9,7 +9,7 @@ pickles (see :data:`IGNORE_PATTERNS`).
 
 Example:
     ```py
-    >>> from pdiff_hub.hub import push_folder_to_hub, push_parameter_dataset
+    >>> from pdiff_hub.hub.upload import push_folder_to_hub, push_parameter_dataset
     >>> push_parameter_dataset("runs/fmnist/params", "org/pdiff-fashion-mnist-resnet18-params")
     >>> push_folder_to_hub("runs/fmnist/pipeline", "org/pdiff-fashion-mnist-resnet18", "model")
     ```
@@ -36,14 +36,14 @@ from safetensors.torch import load_file
 from timm.models import save_for_hf
 from torch import nn
 
-from . import __version__
+from .. import __version__
 from .cards import render_card
-from .data import DEFAULT_MEAN, DEFAULT_STD
-from .param_dataset import ParameterDataset, atomic_output_dir
-from .target import TargetModel
+from ..data.images import DEFAULT_MEAN, DEFAULT_STD
+from ..data.parameters import ParameterDataset, atomic_output_dir
+from ..models.target import TargetModel
 
 if TYPE_CHECKING:
-    from .pipeline import PDiffPipeline
+    from ..pipeline import PDiffPipeline
 
 __all__ = [
     "IGNORE_PATTERNS",
@@ -70,7 +70,7 @@ IGNORE_PATTERNS: tuple[str, ...] = (
     ".*", "*/.*", "*.tmp", "*events.out.tfevents*",
     "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt",
 )
-# Repos of the datasets the built-in offline builders read (pdiff_hub.data), for the cards' `datasets` metadata.
+# Repos of the datasets the built-in offline builders read (pdiff_hub.data.images), for the cards' `datasets` metadata.
 _HUB_DATASET_IDS = {"fashion_mnist": "zalando-datasets/fashion_mnist", "mnist": "ylecun/mnist"}
 _HTTP_HINTS = {
     401: "the Hub did not accept the credentials: log in with `hf auth login` or set HF_TOKEN",
@@ -325,7 +325,7 @@ def export_timm_model(
 ) -> Path:
     """Write a generated model as a timm Hub repo folder: ``config.json``, ``model.safetensors``, ``README.md``.
 
-    The weights and config are written by ``timm.models.save_for_hf`` with the preprocessing ``pdiff_hub.data``
+    The weights and config are written by ``timm.models.save_for_hf`` with the preprocessing ``pdiff_hub.data.images``
     uses (``in_chans`` x ``image_size`` x ``image_size``, bilinear, mean/std 0.5), so for a timm architecture
     ``timm.create_model("hf-hub:org/name", pretrained=True)`` rebuilds the same network without pdiff_hub. The
     architecture is rebuilt from ``config.json`` and the saved weights are checked to be the generated model's, bit

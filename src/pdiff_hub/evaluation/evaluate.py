@@ -1,7 +1,7 @@
 """Evaluating generated parameters: the paper's Table 1, its similarity analysis, and the critique's baselines.
 
 The frozen part of the network is the same for every vector, so its activations are computed once per split
-(:class:`~pdiff_hub.prefix.FrozenPrefixSplit`) and only the layers that change run per vector
+(:class:`~pdiff_hub.engine.split.FrozenPrefixSplit`) and only the layers that change run per vector
 (:class:`ParameterEvaluator`).
 
 On top of it, :func:`run_evaluation` answers both the paper (Wang et al. 2024: best of the originals, their weight
@@ -24,14 +24,14 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from tqdm.auto import tqdm
 
-from .param_dataset import ParameterDataset
-from .pipeline import PDiffPipeline
-from .prefix import FrozenPrefixSplit
-from .recipe import EvaluateConfig
-from .target import TargetModel
+from ..data.parameters import ParameterDataset
+from ..pipeline import PDiffPipeline
+from ..engine.evaluator import ParameterEvaluator
+from ..engine.split import FrozenPrefixSplit
+from ..recipes.config import EvaluateConfig
+from ..models.target import TargetModel
 
 __all__ = [
-    "ParameterEvaluator",
     "autoencoder_checks",
     "baseline_rows",
     "check_same_target",
@@ -52,59 +52,6 @@ __all__ = [
 
 ORIGINAL, ENSEMBLE, PDIFF = "original", "ensemble", "p-diff"
 Split = tuple[torch.Tensor, torch.Tensor]
-
-
-class ParameterEvaluator:
-    """Predictions and accuracy of many parameter vectors of ``target`` on one labelled split.
-
-    Args:
-        target: the network and the layout of its generated parameters.
-        images: the split's images, (N, C, H, W).
-        labels: the split's labels, (N,).
-        batch_size: images per forward pass.
-        split: an existing :class:`~pdiff_hub.prefix.FrozenPrefixSplit` of ``target.model`` to reuse.
-
-    Example:
-        ```py
-        >>> evaluator = ParameterEvaluator(pipe.target, test_images, test_labels)
-        >>> evaluator.accuracy(pipe(num_models=100, output_type="pt").parameters)  # (100,) percent
-        ```
-    """
-
-    def __init__(
-        self,
-        target: TargetModel,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        batch_size: int = 1024,
-        split: FrozenPrefixSplit | None = None,
-    ):
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.target = target
-        self.labels = labels
-        self.batch_size = batch_size
-        # One traced split serves every split of the data; pass it in to avoid tracing the network again.
-        self.split = split or FrozenPrefixSplit.from_model(target.model, target.layout.names)
-        self.frontier = self.split.compute_prefix(images, batch_size=batch_size)
-
-    def predictions(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Predicted labels (M, N) of parameter vectors (M, D)."""
-        if vectors.ndim != 2 or vectors.shape[1] != self.target.layout.num_params:
-            raise ValueError(f"Expected parameter vectors of shape (M, {self.target.layout.num_params}), "
-                             f"got {tuple(vectors.shape)}")
-        if not torch.isfinite(vectors).all():
-            raise ValueError("Parameter vectors contain NaN or infinite values")
-        params = self.target.layout.unflatten(vectors.float())
-        return self.split.predict_many(self.frontier, params, batch_size=self.batch_size)
-
-    def wrong(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Boolean (M, N): which samples each vector's model gets wrong."""
-        return self.predictions(vectors) != self.labels[None]
-
-    def accuracy(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Top-1 accuracy in percent of each vector, (M,)."""
-        return 100.0 * (~self.wrong(vectors)).float().mean(dim=1)
 
 
 # ---------------------------------------------------------------------------------------------------- summaries
@@ -469,7 +416,7 @@ def run_evaluation(
     prefix_split = FrozenPrefixSplit.from_model(params.target.model, params.target.layout.names)
     for split in ("validation", "test") if has_val else ("test",):
         tick = time.perf_counter()
-        evaluator = ParameterEvaluator(params.target, *splits[split], batch_size=config.batch_size, split=prefix_split)
+        evaluator = ParameterEvaluator(params.target.model, params.target.layout, *splits[split], batch_size=config.batch_size, split=prefix_split)
         masks = _wrong_in_chunks(evaluator, stacked, progress, f"evaluating on {split}")
         wrong[split] = {name: masks[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)}
         timings[f"evaluate_{split}_s"] = time.perf_counter() - tick

@@ -11,8 +11,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from . import networks  # noqa: F401  (registers the small whole-network models with timm)
-from .params import ParameterLayout
+from ..core import networks  # noqa: F401  (registers the small whole-network models with timm)
+from ..core.layout import ParameterLayout
 
 __all__ = ["TargetModel"]
 

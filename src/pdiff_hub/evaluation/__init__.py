@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the baselines of the memorization critique, a typed result and the report."""

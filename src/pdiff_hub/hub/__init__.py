@@ -1,0 +1,1 @@
+"""The Hub: a folder as one commit, parameter datasets and pipelines published, timm export, cards."""
