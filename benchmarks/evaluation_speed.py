@@ -24,10 +24,10 @@ import time
 import timm
 import torch
 
-from pdiff_hub.training.collection import accuracy, train_base_model
 from pdiff_hub.data.images import dataset_to_tensors, load_image_dataset
 from pdiff_hub.engine.evaluator import ParameterEvaluator
 from pdiff_hub.models.target import TargetModel
+from pdiff_hub.training.collection import accuracy, train_base_model
 
 MODEL_KWARGS = {"num_classes": 10, "in_chans": 1}
 PATTERNS = ["layer4.1.bn1", "layer4.1.bn2"]

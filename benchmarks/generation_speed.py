@@ -18,8 +18,8 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from pdiff_hub import PDiffPipeline
 from pdiff_hub.data.images import load_recipe_splits
-from pdiff_hub.engine.evaluator import ParameterEvaluator, summarize
 from pdiff_hub.data.parameters import ParameterDataset
+from pdiff_hub.engine.evaluator import ParameterEvaluator, summarize
 from pdiff_hub.recipes.config import load_recipe
 
 

@@ -22,12 +22,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from pdiff_hub.hub.cards import render_card
-from pdiff_hub.training.collection import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
+from pdiff_hub.core.io import atomic_output_dir
 from pdiff_hub.data.images import load_recipe_splits
-from pdiff_hub.data.parameters import ParameterDataset, atomic_output_dir, build_parameter_table
-from pdiff_hub.recipes.config import add_recipe_arguments, recipe_from_args, write_run_args
+from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
+from pdiff_hub.hub.cards import render_card
 from pdiff_hub.models.target import TargetModel
+from pdiff_hub.recipes.config import add_recipe_arguments, recipe_from_args, write_run_args
+from pdiff_hub.training.collection import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

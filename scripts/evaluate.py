@@ -24,11 +24,12 @@ import torch
 from huggingface_hub import hf_hub_download
 
 from pdiff_hub import PDiffPipeline
+from pdiff_hub.core.io import atomic_output_dir
 from pdiff_hub.data.images import load_recipe_splits
+from pdiff_hub.data.parameters import ParameterDataset
 from pdiff_hub.evaluation.evaluate import run_evaluation
-from pdiff_hub.data.parameters import ParameterDataset, atomic_output_dir
-from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, load_recipe, recipe_from_args, write_run_args
 from pdiff_hub.evaluation.report import render_report, write_figures
+from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, load_recipe, recipe_from_args, write_run_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -25,10 +25,10 @@ import yaml
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from pdiff_hub import PDiffPipeline
+from pdiff_hub.core.io import atomic_output_dir
 from pdiff_hub.data.images import dataset_to_tensors, load_image_dataset, num_classes
 from pdiff_hub.engine.evaluator import ParameterEvaluator
 from pdiff_hub.hub.upload import GenerationRecord, export_timm_model, push_folder_to_hub
-from pdiff_hub.data.parameters import atomic_output_dir
 
 SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
 

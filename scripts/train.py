@@ -32,13 +32,13 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from pdiff_hub import LatentDenoiser, PDiffPipeline
-from pdiff_hub.hub.cards import render_card
 from pdiff_hub.data.images import load_recipe_splits
+from pdiff_hub.data.parameters import ParameterDataset
 from pdiff_hub.engine.evaluator import ParameterEvaluator
 from pdiff_hub.evaluation.evaluate import subsample_splits
-from pdiff_hub.data.parameters import ParameterDataset
-from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, recipe_from_args, write_run_args
+from pdiff_hub.hub.cards import render_card
 from pdiff_hub.models.target import TargetModel
+from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, recipe_from_args, write_run_args
 from pdiff_hub.training.objectives import (
     autoencoder_loss,
     build_autoencoder,
@@ -264,7 +264,8 @@ def reconstruction_accuracy(recipe: Recipe, params: ParameterDataset, autoencode
     """
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
     test = subsample_splits(splits, {"test": recipe.evaluate.test_images}, recipe.evaluate.seed)["test"]
-    evaluator = ParameterEvaluator(params.target.model, params.target.layout, *test, batch_size=recipe.evaluate.batch_size)
+    evaluator = ParameterEvaluator(params.target.model, params.target.layout, *test,
+                                   batch_size=recipe.evaluate.batch_size)
     vectors = params.vectors
     reconstructed = autoencoder.decode(autoencoder.encode(vectors))
     original, recon = evaluator.accuracy(vectors), evaluator.accuracy(reconstructed)

@@ -1,4 +1,4 @@
-"""Tests for pdiff_hub.data.images: offline builders, local folders, column normalization, tensors. Never uses the network."""
+"""Tests for pdiff_hub.data.images: offline builders, local folders, columns, tensors. Never uses the network."""
 
 from __future__ import annotations
 

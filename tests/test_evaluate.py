@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
 from pdiff_hub.evaluation.evaluate import (
     ParameterEvaluator,
     max_iou,
@@ -21,9 +22,8 @@ from pdiff_hub.evaluation.evaluate import (
     weight_average,
     wrong_prediction_iou,
 )
-from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
-from pdiff_hub.recipes.config import EvaluateConfig
 from pdiff_hub.evaluation.report import FIGURES, render_report, write_figures
+from pdiff_hub.recipes.config import EvaluateConfig
 
 from .components import tiny_pipeline, tiny_target
 from .scripts import run_script
@@ -154,7 +154,8 @@ def make_params(target, num=12, seed=0, splits=None):
     if splits is None:
         acc = {"validation": torch.zeros(num), "test": torch.zeros(num)}
     else:
-        acc = {name: ParameterEvaluator(target.model, target.layout, *splits[name]).accuracy(vectors) for name in ("validation", "test")}
+        acc = {name: ParameterEvaluator(target.model, target.layout, *splits[name]).accuracy(vectors)
+               for name in ("validation", "test")}
     rows = [{"step": i, "seed": 0, "lr": 0.1, "val_accuracy": float(acc["validation"][i]),
              "test_accuracy": float(acc["test"][i])} for i in range(num)]
     return ParameterDataset(build_parameter_table(vectors, rows), target)

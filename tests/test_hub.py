@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from pdiff_hub import PDiffPipeline
 from pdiff_hub.data.images import dataset_to_tensors, load_image_dataset
+from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
 from pdiff_hub.hub.upload import (
     GenerationRecord,
     HubUploadError,
@@ -39,7 +40,6 @@ from pdiff_hub.hub.upload import (
     push_folder_to_hub,
     push_parameter_dataset,
 )
-from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
 
 from .components import tiny_pipeline, tiny_target
 

@@ -32,7 +32,16 @@ _EXPORTS = {
     "PDiffPipelineOutput": "pipeline",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "LatentDenoiser",
+    "LatentDenoiserOutput",
+    "PDiffPipeline",
+    "PDiffPipelineOutput",
+    "ParameterAutoencoder",
+    "ParameterLayout",
+    "TargetModel",
+    "select_parameters",
+]
 
 if TYPE_CHECKING:
     from .core.layout import ParameterLayout, select_parameters

@@ -16,6 +16,7 @@ from huggingface_hub import snapshot_download
 from safetensors import safe_open
 from torch import nn
 
+from .core.io import resolve_folder
 from .models.autoencoder import ParameterAutoencoder
 from .models.denoiser import LatentDenoiser
 from .models.target import TargetModel
@@ -128,16 +129,10 @@ class PDiffPipeline(DiffusionPipeline):
         safetensors file is checked first, so a missing or corrupt file is named rather than silently replaced.
         Other keyword arguments go to ``DiffusionPipeline.from_pretrained``.
         """
-        path = Path(pretrained_model_name_or_path)
         hub_keys = ("revision", "token", "cache_dir", "local_files_only")
-        if not path.is_dir():
-            name = str(pretrained_model_name_or_path)
-            if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-                raise FileNotFoundError(f"No pipeline folder at {name}, and it is not a Hub repo id ('org/name')")
-            hub_kwargs = {k: kwargs[k] for k in hub_keys if k in kwargs}
-            path = Path(snapshot_download(str(pretrained_model_name_or_path), **hub_kwargs))
-        for key in hub_keys:
-            kwargs.pop(key, None)
+        hub_kwargs = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
+        path = resolve_folder(pretrained_model_name_or_path, "pipeline folder",
+                              lambda repo_id: snapshot_download(repo_id, **hub_kwargs))
         check_pipeline_folder(path, trust_remote_code=kwargs.get("trust_remote_code", False))
         kwargs.setdefault("use_safetensors", True)
         return super().from_pretrained(path, **kwargs)

@@ -14,10 +14,7 @@ Each row holds ``parameters`` (a float32 vector of fixed length D) and ``step``,
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import numpy as np
 import torch
 from huggingface_hub import snapshot_download
 
+from ..core.io import atomic_output_dir, resolve_folder
 from ..models.target import TargetModel
 
 __all__ = ["ParameterDataset", "atomic_output_dir", "build_parameter_table"]
@@ -84,42 +82,11 @@ class ParameterDataset:
     @classmethod
     def load(cls, path_or_repo_id: str | os.PathLike, revision: str | None = None, token: str | None = None):
         """Load from a local folder or a Hub dataset repo id (downloaded with ``snapshot_download``)."""
-        folder = Path(path_or_repo_id)
-        if not folder.is_dir():
-            name = str(path_or_repo_id)
-            if folder.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-                raise FileNotFoundError(f"No parameter dataset folder at {name}, and it is not a Hub repo id "
-                                        "('org/name'); create one with scripts/collect.py")
-            folder = Path(snapshot_download(name, repo_type="dataset", revision=revision, token=token))
+        folder = resolve_folder(path_or_repo_id, "parameter dataset (create one with scripts/collect.py)",
+                                lambda repo_id: snapshot_download(repo_id, repo_type="dataset", revision=revision,
+                                                                  token=token))
         for part in ("dataset", "target"):
             if not (folder / part).is_dir():
                 raise FileNotFoundError(f"{folder} is not a parameter dataset: it has no {part}/ folder")
         dataset = datasets.load_from_disk(str(folder / "dataset"))
         return cls(dataset=dataset, target=TargetModel.from_pretrained(folder / "target"))
-
-
-@contextmanager
-def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``output_dir`` that replaces it only if the block finishes.
-
-    A failed or killed run leaves ``output_dir`` as it was (absent, or the previous complete result); the temporary
-    folder is removed on error.
-    """
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output_dir} exists and is not empty; pass --overwrite to replace it")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would otherwise become the output's permissions
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if output_dir.exists():
-        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-        os.replace(output_dir, old)
-        os.replace(tmp, output_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, output_dir)

@@ -25,11 +25,11 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from tqdm.auto import tqdm
 
 from ..data.parameters import ParameterDataset
-from ..pipeline import PDiffPipeline
 from ..engine.evaluator import ParameterEvaluator
 from ..engine.split import FrozenPrefixSplit
-from ..recipes.config import EvaluateConfig
 from ..models.target import TargetModel
+from ..pipeline import PDiffPipeline
+from ..recipes.config import EvaluateConfig
 
 __all__ = [
     "autoencoder_checks",
@@ -416,7 +416,8 @@ def run_evaluation(
     prefix_split = FrozenPrefixSplit.from_model(params.target.model, params.target.layout.names)
     for split in ("validation", "test") if has_val else ("test",):
         tick = time.perf_counter()
-        evaluator = ParameterEvaluator(params.target.model, params.target.layout, *splits[split], batch_size=config.batch_size, split=prefix_split)
+        evaluator = ParameterEvaluator(params.target.model, params.target.layout, *splits[split],
+                                       batch_size=config.batch_size, split=prefix_split)
         masks = _wrong_in_chunks(evaluator, stacked, progress, f"evaluating on {split}")
         wrong[split] = {name: masks[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)}
         timings[f"evaluate_{split}_s"] = time.perf_counter() - tick

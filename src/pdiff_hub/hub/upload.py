@@ -37,10 +37,11 @@ from timm.models import save_for_hf
 from torch import nn
 
 from .. import __version__
-from .cards import render_card
+from ..core.io import atomic_output_dir
 from ..data.images import DEFAULT_MEAN, DEFAULT_STD
-from ..data.parameters import ParameterDataset, atomic_output_dir
+from ..data.parameters import ParameterDataset
 from ..models.target import TargetModel
+from .cards import render_card
 
 if TYPE_CHECKING:
     from ..pipeline import PDiffPipeline

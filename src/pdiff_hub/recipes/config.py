@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..core.io import write_text_atomic
 
 __all__ = ["Recipe", "add_recipe_arguments", "load_recipe", "recipe_from_args", "write_run_args", "write_yaml_atomic"]
 
@@ -178,7 +179,7 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
 
 
 def resolve_recipe_path(recipe: str | os.PathLike) -> Path:
-    """A recipe path, or the name of one in the bundled recipes (``pdiff_hub/recipes/*.yaml``) (``fashion-mnist-resnet18``)."""
+    """A recipe path, or the name of a bundled recipe (``pdiff_hub/recipes/*.yaml``)."""
     path = Path(recipe)
     if path.is_file():
         return path
@@ -224,9 +225,4 @@ def write_run_args(folder: str | os.PathLike, recipe: Recipe, **run: Any) -> Non
 
 def write_yaml_atomic(path: str | os.PathLike, values: Any) -> None:
     """Write ``values`` as YAML; the file appears whole or not at all."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(values, f, sort_keys=False)
-    os.replace(tmp, path)
+    write_text_atomic(path, lambda f: yaml.safe_dump(values, f, sort_keys=False))

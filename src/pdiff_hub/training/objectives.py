@@ -12,8 +12,8 @@ from torch import nn
 
 from ..models.autoencoder import ParameterAutoencoder
 from ..models.denoiser import LatentDenoiser
-from ..recipes.config import Recipe
 from ..models.target import TargetModel
+from ..recipes.config import Recipe
 
 __all__ = ["autoencoder_loss", "build_autoencoder", "build_denoiser", "build_scheduler", "diffusion_loss",
            "sample_batch"]
