@@ -79,7 +79,7 @@ def test_recipe_that_disagrees_with_the_dataset(digits_params, tmp_path):
 def test_missing_dataset(tmp_path):
     result = run_script("train", "--recipe", "digits-mlp", "--param_dataset", str(tmp_path / "absent"),
                         "--output_dir", str(tmp_path / "o"), check=False)
-    assert result.returncode != 0 and "No parameter dataset folder" in result.stderr
+    assert result.returncode != 0 and "No parameter dataset" in result.stderr
 
 
 def test_unknown_recipe_key(digits_params, tmp_path):
