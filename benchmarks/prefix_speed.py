@@ -31,9 +31,11 @@ from typing import Any
 import timm
 import torch
 
+from pdiff_hub.core.layout import ParameterLayout
+from pdiff_hub.engine.batching import auto_method
 from pdiff_hub.engine.split import FrozenPrefixSplit
 
-PARAM_NAMES = ["layer4.1.bn1.weight", "layer4.1.bn1.bias", "layer4.1.bn2.weight", "layer4.1.bn2.bias"]
+PATTERNS = ["layer4.1.bn1", "layer4.1.bn2"]
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
@@ -70,9 +72,11 @@ def main() -> None:
     model = timm.create_model("resnet18", pretrained=False, num_classes=10, in_chans=1).to(device).eval()
     images = torch.randn(args.images, 1, 32, 32)
     labels = torch.randint(0, 10, (args.images,))
-    split = FrozenPrefixSplit.from_model(model, PARAM_NAMES, example_input=images[:3])
-    base = split.flatten_params().cpu()
-    param_sets = base + 0.1 * torch.randn(args.sets, base.numel())
+    layout = ParameterLayout.from_model(model, PATTERNS)
+    split = FrozenPrefixSplit.from_model(model, layout.names, example_input=images[:3])
+    base = layout.flatten(dict(model.named_parameters()))
+    vectors = base + 0.1 * torch.randn(args.sets, base.numel())
+    param_sets = layout.unflatten(vectors)
     print(
         f"threads={torch.get_num_threads()} device={device} cudnn_tf32={torch.backends.cudnn.allow_tf32}"
         f" images={args.images} sets={args.sets}"
@@ -84,12 +88,12 @@ def main() -> None:
         out = torch.empty(args.sets, args.images, dtype=torch.int64)
         with torch.no_grad():
             for i in range(args.sets):
-                for name, value in split.unflatten_params(param_sets[i]).items():
+                for name, value in layout.unflatten(vectors[i]).items():
                     model.get_parameter(name).copy_(value)
                 for start in range(0, args.images, args.batch_size):
                     batch = images[start : start + args.batch_size].to(device)
                     out[i, start : start + args.batch_size] = model(batch).argmax(-1).cpu()
-            for name, value in split.unflatten_params(base).items():  # restore
+            for name, value in layout.unflatten(base).items():  # restore
                 model.get_parameter(name).copy_(value)
         return out
 
@@ -100,15 +104,15 @@ def main() -> None:
     print(f"frontier: {[tuple(t.shape) for t in frontier]} float32 on CPU = {mib:.2f} MiB")
 
     results: dict[str, tuple[float, torch.Tensor]] = {}
-    split.predict_many(frontier, param_sets[:2], method="loop")  # warm-up
+    split.predict_many(frontier, layout.unflatten(vectors[:2]), method="loop")  # warm-up
     results["loop"] = timed(lambda: split.predict_many(frontier, param_sets, method="loop"), device)
     for chunk in (int(c) for c in args.chunk_sizes.split(",")):
-        split.predict_many(frontier, param_sets[:chunk], method="vmap", chunk_size=chunk)  # warm-up
+        split.predict_many(frontier, layout.unflatten(vectors[:chunk]), method="vmap", chunk_size=chunk)  # warm-up
         results[f"vmap(chunk={chunk})"] = timed(
             lambda c=chunk: split.predict_many(frontier, param_sets, method="vmap", chunk_size=c), device
         )
     t_default, pred_default = timed(lambda: split.predict_many(frontier, param_sets), device)
-    results[f"auto={split.auto_method()}"] = (t_default, pred_default)
+    results[f"auto={auto_method(device)}"] = (t_default, pred_default)
     if split.vmap_error:
         print(f"vmap failed: {split.vmap_error}")
 
