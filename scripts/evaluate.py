@@ -27,8 +27,10 @@ from pdiff_hub import PDiffPipeline
 from pdiff_hub.core.io import atomic_output_dir
 from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset
-from pdiff_hub.evaluation.evaluate import run_evaluation
-from pdiff_hub.evaluation.report import render_report, write_figures
+from pdiff_hub.evaluation.figures import write_figures
+from pdiff_hub.evaluation.report import render_report
+from pdiff_hub.evaluation.result import EvaluationResult
+from pdiff_hub.evaluation.run import run_evaluation
 from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, load_recipe, recipe_from_args, write_run_args
 
 
@@ -62,12 +64,11 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
     return recipe_from_args(args, base=load_recipe(path))
 
 
-def print_table(metrics: dict) -> None:
+def print_table(result: EvaluationResult) -> None:
     print(f"{'row':<16}{'best':>8}{'mean':>8}{'median':>8}{'std':>7}{'min':>8}{'n':>5}   max IoU")
-    for row, t in metrics["table"].items():
-        iou = metrics["similarity"]["rows"][row]["max_iou"]["mean"]
-        print(f"{row:<16}{t['best']:>8.2f}{t['mean']:>8.2f}{t['median']:>8.2f}{t['std']:>7.2f}{t['min']:>8.2f}"
-              f"{t['n']:>5}   {iou:.3f}")
+    for row, t in result.table.items():
+        iou = result.similarity.rows[row].max_iou.mean
+        print(f"{row:<16}{t.best:>8.2f}{t.mean:>8.2f}{t.median:>8.2f}{t.std:>7.2f}{t.min:>8.2f}{t.n:>5}   {iou:.3f}")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -77,15 +78,15 @@ def main(args: argparse.Namespace) -> None:
     pipe = PDiffPipeline.from_pretrained(args.pipeline, revision=args.revision).to(device)
     params.target.to(device)
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
-    metrics = run_evaluation(pipe, params, splits, recipe.evaluate)
+    result = run_evaluation(pipe, params, splits, recipe.evaluate)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp:
-        figures = write_figures(metrics, tmp)
-        (tmp / "report.md").write_text(render_report(metrics, figures))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        figures = write_figures(result, tmp)
+        (tmp / "report.md").write_text(render_report(result, figures))
+        (tmp / "metrics.json").write_text(json.dumps(result.to_dict(), indent=1))
         write_run_args(tmp, recipe, command=command, pipeline=args.pipeline, param_dataset=args.param_dataset)
-    print_table(metrics)
+    print_table(result)
     print(f"report: {Path(args.output_dir) / 'report.md'}")
 
 
