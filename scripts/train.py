@@ -35,7 +35,7 @@ from pdiff_hub import LatentDenoiser, PDiffPipeline
 from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset
 from pdiff_hub.engine.evaluator import ParameterEvaluator
-from pdiff_hub.evaluation.evaluate import subsample_splits
+from pdiff_hub.evaluation.run import subsample_splits
 from pdiff_hub.hub.cards import render_card
 from pdiff_hub.models.target import TargetModel
 from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, recipe_from_args, write_run_args
