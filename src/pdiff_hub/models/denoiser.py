@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.utils import BaseOutput
 from torch import nn
 
@@ -26,12 +27,19 @@ class LatentDenoiserOutput(BaseOutput):
     sample: torch.Tensor
 
 
-def timestep_embedding(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding (N, dim) of integer timesteps (N,)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=timesteps.device, dtype=torch.float32) / half)
-    args = timesteps.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+# Parameter names before the time embedding became diffusers' TimestepEmbedding; pipelines saved then still load.
+_LEGACY_KEYS = {
+    "time_mlp.0.weight": "time_embedding.linear_1.weight",
+    "time_mlp.0.bias": "time_embedding.linear_1.bias",
+    "time_mlp.2.weight": "time_embedding.linear_2.weight",
+    "time_mlp.2.bias": "time_embedding.linear_2.bias",
+}
+
+
+def _rename_legacy_keys(state_dict: dict[str, torch.Tensor], prefix: str = "") -> None:
+    for old, new in _LEGACY_KEYS.items():
+        if prefix + old in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)
 
 
 class _ConvLayer(nn.Module):
@@ -51,8 +59,9 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
     """p-diff's latent noise predictor: a 1D CNN on the latent without down-sampling.
 
     The conv layers form an encoder (channels rising) and a decoder (channels falling); each decoder layer's output
-    is added to the encoder activation of the same width (additive skips). The timestep enters through a sinusoidal
-    embedding and an MLP, projected and added to the input of every conv layer.
+    is added to the encoder activation of the same width (additive skips). The timestep enters through diffusers'
+    sinusoidal ``Timesteps`` projection (cosines first, frequencies ``10000**(-i / half)``) and a ``TimestepEmbedding``
+    MLP, projected and added to the input of every conv layer.
 
     Args:
         latent_dim: length of the latent.
@@ -74,9 +83,8 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
         channels = list(channels)
         if channels != channels[::-1] or len(channels) < 3 or len(channels) % 2 == 0:
             raise ValueError(f"channels must be symmetric with an odd length, e.g. [1, 64, 128, 64, 1]; got {channels}")
-        self.time_mlp = nn.Sequential(
-            nn.Linear(time_embed_dim, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim)
-        )
+        self.time_proj = Timesteps(time_embed_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embedding = TimestepEmbedding(time_embed_dim, time_embed_dim, act_fn="silu")
         n = len(channels) - 1
         self.layers = nn.ModuleList(
             _ConvLayer(channels[i], channels[i + 1], kernel_size, time_embed_dim, last=i == n - 1) for i in range(n)
@@ -91,7 +99,7 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
         timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1)
         # One timestep per sample; a single one is broadcast to the batch.
         timesteps = timesteps.expand(sample.shape[0]) if timesteps.numel() == 1 else timesteps
-        temb = self.time_mlp(timestep_embedding(timesteps, self.config.time_embed_dim).to(sample.dtype))
+        temb = self.time_embedding(self.time_proj(timesteps).to(sample.dtype))
 
         half = len(self.layers) // 2
         skips, x = [], sample
@@ -104,3 +112,14 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
             if skips:
                 x = x + skips.pop()
         return LatentDenoiserOutput(sample=x) if return_dict else (x,)
+
+    def _fix_state_dict_keys_on_load(self, state_dict: OrderedDict) -> OrderedDict:
+        # diffusers' hook for renamed parameters, called by ``from_pretrained`` before the weights are matched.
+        super()._fix_state_dict_keys_on_load(state_dict)
+        _rename_legacy_keys(state_dict)
+        return state_dict
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # The same renaming for ``load_state_dict``, which bypasses the hook above.
+        _rename_legacy_keys(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
