@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,10 @@ from .models.target import TargetModel
 __all__ = ["PDiffPipeline", "PDiffPipelineOutput"]
 
 COMPONENTS = ("target", "autoencoder", "denoiser", "scheduler")
+# Pipelines saved before the target moved into pdiff_hub.models name its old module in model_index.json. diffusers
+# looks a component's module up among the imported ones (it never imports a name read from a file), so the old name
+# is registered as an alias of the new module.
+sys.modules.setdefault("pdiff_hub.target", sys.modules[TargetModel.__module__])
 
 
 @dataclass
@@ -127,7 +132,8 @@ class PDiffPipeline(DiffusionPipeline):
         A repo id is downloaded with ``huggingface_hub.snapshot_download`` (``revision``, ``token``, ``cache_dir``
         and ``local_files_only`` are passed on), then loaded from the folder. Every component folder and
         safetensors file is checked first, so a missing or corrupt file is named rather than silently replaced.
-        Other keyword arguments go to ``DiffusionPipeline.from_pretrained``.
+        Pipelines saved by earlier versions, which name modules that have since moved, load unchanged. Other keyword
+        arguments go to ``DiffusionPipeline.from_pretrained``.
         """
         hub_keys = ("revision", "token", "cache_dir", "local_files_only")
         hub_kwargs = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
