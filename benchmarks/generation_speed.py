@@ -20,11 +20,12 @@ from pdiff_hub import PDiffPipeline
 from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset
 from pdiff_hub.engine.evaluator import ParameterEvaluator, summarize
-from pdiff_hub.recipes.config import load_recipe
+from pdiff_hub.recipes.config import recorded_recipe
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--run", default="runs/fashion-mnist-resnet18")
     parser.add_argument("--num_models", type=int, default=100)
     parser.add_argument("--naive_models", type=int, default=10)
@@ -34,7 +35,7 @@ def main() -> None:
     pipe = PDiffPipeline.from_pretrained(f"{args.run}/pipeline")
     pipe.set_progress_bar_config(disable=True)
     params = ParameterDataset.load(f"{args.run}/params")
-    recipe = load_recipe(f"{args.run}/pipeline/args.yaml")
+    recipe = recorded_recipe(f"{args.run}/pipeline")
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
     evaluator = ParameterEvaluator(params.target.model, params.target.layout, *splits["test"])
 

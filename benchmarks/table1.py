@@ -6,6 +6,7 @@ Usage::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/table1.py --recipes mnist-mlp mnist-convnet3
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/table1.py --quick               # tiny smoke run, runs/table1-quick
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/table1.py --reuse fashion-mnist-resnet18=runs/fmnist
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/table1.py --quick --data.dataset digits --data.val_size 200
 
 Each recipe runs as three subprocesses of the project's scripts (``scripts/collect.py``, ``scripts/train.py``,
 ``scripts/evaluate.py``) into ``OUT/<recipe>/{params,pipeline,eval}``, with each step's output in
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from pdiff_hub.recipes.config import load_recipe, recipe_from_dict
+from pdiff_hub.recipes.config import add_recipe_arguments, load_recipe, recipe_from_dict, recipe_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,16 +73,17 @@ MAIN_ROWS = ("original", "ensemble", "p-diff")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--recipes", nargs="+", default=DEFAULT_RECIPES, help="recipe names or paths, in order")
     parser.add_argument("--output_dir", default=None, help="default: runs/table1 (runs/table1-quick with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run: " + ", ".join(
         f"{k}={v}" for k, v in QUICK_OVERRIDES.items()))
     parser.add_argument("--reuse", nargs="*", default=[], metavar="NAME=DIR",
                         help="tabulate a recipe from DIR/{params,pipeline,eval} (someone else's run); run nothing")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
-                        help="recipe overrides for every recipe and step (after --quick's)")
     parser.add_argument("--only_table", action="store_true", help="run nothing; tabulate the finished evaluations")
+    # The same --section.key VALUE overrides as the scripts, for every recipe and step (after --quick's).
+    add_recipe_arguments(parser, recipe_flag=False)
     args = parser.parse_args(argv)
     if args.output_dir is None:
         args.output_dir = "runs/table1-quick" if args.quick else "runs/table1"
@@ -265,7 +267,7 @@ def main(args: argparse.Namespace) -> None:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, object] = dict(QUICK_OVERRIDES) if args.quick else {}
-    overrides.update(parse_pairs(args.overrides, "--set"))
+    overrides.update(recipe_overrides(args))
     reuse = {name: Path(folder) for name, folder in parse_pairs(args.reuse, "--reuse").items()}
     rows, records, failures = [], {}, {}
     for recipe in args.recipes:

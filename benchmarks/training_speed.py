@@ -1,7 +1,7 @@
 """Training speed of both p-diff stages at a recipe's batch sizes, on a real parameter dataset.
 
     .venv/bin/python benchmarks/training_speed.py --recipe fashion-mnist-resnet18 \\
-        --param_dataset runs/fashion-mnist-resnet18/params [--steps 100]
+        --param_dataset runs/fashion-mnist-resnet18/params [--steps 100] [--train.autoencoder_batch_size 100]
 
 Prints steps per second of the autoencoder stage and of the diffusion stage (after a few warm-up steps), and the
 time the recipe's step counts therefore take, for the recipe's networks and, in the same run, for networks of the
@@ -11,13 +11,20 @@ authors' v2 sizes (the ratio). The same one-step functions as ``scripts/train.py
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import time
 
 import torch
 
 from pdiff_hub.data.parameters import ParameterDataset
-from pdiff_hub.recipes.config import Recipe, load_recipe
+from pdiff_hub.recipes.config import (
+    AutoencoderConfig,
+    DenoiserConfig,
+    Recipe,
+    add_recipe_arguments,
+    load_recipe,
+    recipe_from_args,
+)
 from pdiff_hub.training.objectives import (
     autoencoder_loss,
     build_autoencoder,
@@ -42,20 +49,20 @@ def steps_per_second(model: torch.nn.Module, loss_fn, steps: int, lr: float) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default="fashion-mnist-resnet18")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--param_dataset", default="runs/fashion-mnist-resnet18/params")
     parser.add_argument("--steps", type=int, default=100)
+    add_recipe_arguments(parser)
     args = parser.parse_args()
 
-    recipe = load_recipe(args.recipe)
+    recipe = recipe_from_args(args, base=load_recipe("fashion-mnist-resnet18"))
     params = ParameterDataset.load(args.param_dataset)
     print(f"threads: {torch.get_num_threads()}; parameter vectors: {tuple(params.vectors.shape)}")
     ours = measure(recipe, params, args.steps, "recipe")
-    # The authors' v2 sizes: autoencoder channels 64/128/256 with a 128-value latent, the 8-layer 1D CNN denoiser.
-    paper = copy.deepcopy(recipe)
-    paper.autoencoder.channels, paper.autoencoder.latent_dim = [64, 128, 256], 128
-    paper.denoiser.channels, paper.denoiser.time_embed_dim = [1, 64, 128, 256, 512, 256, 128, 64, 1], 128
+    # The components' defaults are the authors' v2 sizes: autoencoder channels 64/128/256 with a 128-value latent,
+    # the 8-layer 1D CNN denoiser.
+    paper = dataclasses.replace(recipe, autoencoder=AutoencoderConfig(), denoiser=DenoiserConfig())
     theirs = measure(paper, params, args.steps, "paper-sized")
     for stage in ("autoencoder", "denoiser"):
         print(f"{stage}: the recipe's network trains {ours[stage] / theirs[stage]:.1f}x as many steps/s as the "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
 import sys
 import time
 
@@ -27,15 +26,16 @@ from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
 from pdiff_hub.hub.cards import render_card
 from pdiff_hub.models.target import TargetModel
-from pdiff_hub.recipes.config import add_recipe_arguments, recipe_from_args, write_run_args
+from pdiff_hub.recipes.config import add_recipe_arguments, command_line, recipe_from_args, write_run_args
 from pdiff_hub.training.collection import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_recipe_arguments(parser)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--output_dir", required=True, help="folder for the parameter dataset")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_recipe_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -86,7 +86,7 @@ def main(args: argparse.Namespace) -> None:
     metrics = {"base_test_accuracy": base_acc, "validation": val_stats, "test": test_stats,
                "base_training_seconds": round(base_seconds, 1), "collect_seconds": round(collect_seconds, 2),
                "prefix_cached": result.prefix_cached, "num_params": first_target.layout.num_params}
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line(sys.argv)
     layout = first_target.layout
     card = render_card(
         "parameter_dataset",

@@ -8,17 +8,25 @@ needs, and writes the final values to ``args.yaml`` beside its outputs: every ru
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import functools
+import inspect
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from huggingface_hub import hf_hub_download
 
-from ..core.io import write_text_atomic
+from ..core.io import is_hub_id, write_text_atomic
+from ..models.autoencoder import ParameterAutoencoder
+from ..models.denoiser import LatentDenoiser
 
-__all__ = ["Recipe", "add_recipe_arguments", "load_recipe", "recipe_from_args", "write_run_args", "write_yaml_atomic"]
+__all__ = ["Recipe", "add_recipe_arguments", "command_line", "load_recipe", "recipe_from_args", "recipe_overrides",
+           "recorded_recipe", "write_run_args", "write_yaml_atomic"]
 
 RECIPE_DIR = Path(__file__).resolve().parent  # the bundled YAML recipes ship beside this module (package data)
 
@@ -58,22 +66,30 @@ class CollectConfig:
     eval_batch_size: int = 1024
 
 
-@dataclass
-class AutoencoderConfig:
-    latent_dim: int = 64
-    channels: list = field(default_factory=lambda: [32, 64, 128])
-    kernel_size: int = 7
-    input_noise: float = 0.001
-    latent_noise: float = 0.1
-    bound_latent: bool = True
-    center_per_coordinate: bool = True
+def _component_section(name: str, component: type, derived: tuple[str, ...], doc: str) -> type:
+    """A recipe section whose keys and defaults are ``component.__init__``'s: the model is the one source of both.
+
+    ``derived`` names the arguments the data decides (the parameter count, the latent size a denoiser inherits),
+    which are not settings. Tuple defaults become lists, the form YAML reads and writes.
+    """
+    fields = []
+    for arg in inspect.signature(component.__init__).parameters.values():
+        if arg.name == "self" or arg.name in derived or arg.default is inspect.Parameter.empty:
+            continue
+        default = list(arg.default) if isinstance(arg.default, tuple) else arg.default
+        kind = type(default) if default is not None else Any
+        fields.append((arg.name, kind, field(default_factory=functools.partial(copy.deepcopy, default))))
+    section = dataclasses.make_dataclass(name, fields)
+    section.__module__, section.__doc__ = __name__, doc
+    return section
 
 
-@dataclass
-class DenoiserConfig:
-    channels: list = field(default_factory=lambda: [1, 32, 64, 128, 64, 32, 1])
-    kernel_size: int = 7
-    time_embed_dim: int = 64
+AutoencoderConfig = _component_section(
+    "AutoencoderConfig", ParameterAutoencoder, ("num_params", "tensor_sizes"),
+    "The parameter autoencoder: the arguments of ParameterAutoencoder, with its defaults.")
+DenoiserConfig = _component_section(
+    "DenoiserConfig", LatentDenoiser, ("latent_dim",),
+    "The latent denoiser: the arguments of LatentDenoiser, with its defaults (latent_dim is the autoencoder's).")
 
 
 @dataclass
@@ -162,6 +178,8 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
 def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
     """``value`` as the type of the field's default: YAML reads ``1e-3`` as a string, and ``5`` is a fine float."""
     kind = type(default)
+    if default is None:  # a component argument without a typed default (e.g. an optional name) takes any value
+        return value
     if value is None or isinstance(value, kind) or kind in (list, dict):
         if kind in (list, dict) and not isinstance(value, kind):
             raise ValueError(f"{key} in {source} must be a {kind.__name__}, got {value!r}")
@@ -196,26 +214,70 @@ def load_recipe(recipe: str | os.PathLike) -> Recipe:
     return recipe_from_dict(yaml.safe_load(path.read_text()) or {}, source=str(path))
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--recipe`` plus one ``--section.key VALUE`` override flag for every recipe field (values parsed as YAML)."""
-    parser.add_argument("--recipe", default=None, help="recipe YAML path or bundled name (pdiff_hub/recipes/*.yaml)")
-    group = parser.add_argument_group("recipe overrides (values are parsed as YAML: 0.01, [1, 2], true)")
-    for section in SECTIONS:
-        for key, f in _section_fields(section).items():
-            group.add_argument(f"--{section}.{key}", dest=f"{section}.{key}", default=None, metavar=f.name.upper(),
-                               help=argparse.SUPPRESS)
+def add_recipe_arguments(parser: argparse.ArgumentParser, recipe_flag: bool = True) -> None:
+    """``--recipe`` and one ``--section.key VALUE`` override per recipe key, in one help group per section.
+
+    Values are parsed as YAML (``0.01``, ``[1, 2]``, ``true``); the help shows each key's type and built-in default
+    (a recipe's own value takes precedence over it). ``recipe_flag=False`` leaves out ``--recipe``, for a command
+    that names its recipes otherwise.
+    """
+    if recipe_flag:
+        parser.add_argument("--recipe", default=None,
+                            help="recipe YAML path or bundled name (pdiff_hub/recipes/*.yaml)")
+    for section, factory in SECTIONS.items():
+        defaults = factory()
+        description = (type(defaults).__doc__ or "").strip().split("\n")[0]
+        group = parser.add_argument_group(f"recipe section {section!r} (--{section}.KEY VALUE)", description)
+        for key in _section_fields(section):
+            default = getattr(defaults, key)
+            kind = type(default).__name__ if default is not None else "yaml"
+            shown = yaml.safe_dump(default, default_flow_style=True, sort_keys=False).removesuffix("...\n").strip()
+            group.add_argument(f"--{section}.{key}", dest=f"{section}.{key}", default=None, metavar=kind.upper(),
+                               help=f"default: {shown}".replace("%", "%%"))
+
+
+def recipe_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The ``--section.key`` values given on the command line, as typed (``{"train.seed": "3"}``)."""
+    return {dest: raw for dest, raw in vars(args).items()
+            if raw is not None and "." in dest and dest.split(".", 1)[0] in SECTIONS}
 
 
 def recipe_from_args(args: argparse.Namespace, base: Recipe | None = None) -> Recipe:
     """The recipe named by ``args.recipe`` (else ``base``, else the defaults) with the command line's overrides."""
-    recipe = load_recipe(args.recipe) if args.recipe else (base or Recipe())
+    recipe = load_recipe(args.recipe) if getattr(args, "recipe", None) else (base or Recipe())
     values = recipe.to_dict()
-    for dest, raw in vars(args).items():
-        if raw is None or "." not in dest:
-            continue
+    for dest, raw in recipe_overrides(args).items():
         section, key = dest.split(".", 1)
         values[section][key] = yaml.safe_load(raw) if isinstance(raw, str) else raw
     return recipe_from_dict(values, source="the command line")
+
+
+def recorded_recipe(pipeline: str | os.PathLike, revision: str | None = None) -> Recipe:
+    """The recipe a pipeline was trained with: the ``args.yaml`` that ``scripts/train.py`` saves beside it.
+
+    Args:
+        pipeline: a pipeline folder or a Hub model id.
+        revision: the revision of a Hub pipeline.
+
+    Raises:
+        FileNotFoundError: when a local pipeline folder has no ``args.yaml``.
+    """
+    if is_hub_id(pipeline):
+        path = Path(hf_hub_download(str(pipeline), "args.yaml", revision=revision))
+    else:
+        path = Path(pipeline) / "args.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"{pipeline} has no args.yaml recording its recipe; pass --recipe")
+    return load_recipe(path)
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as typed, for ``args.yaml`` and cards, with the value of ``--hub_token`` masked."""
+    shown, hide = [], False
+    for arg in argv:
+        shown.append("***" if hide else ("--hub_token=***" if arg.startswith("--hub_token=") else arg))
+        hide = arg == "--hub_token"
+    return "python " + " ".join(shlex.quote(a) for a in shown)
 
 
 def write_run_args(folder: str | os.PathLike, recipe: Recipe, **run: Any) -> None:

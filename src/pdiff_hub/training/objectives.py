@@ -6,6 +6,8 @@ All randomness (batches, noise, timesteps) comes from torch's global generator, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from diffusers import DDPMScheduler
 from torch import nn
@@ -21,20 +23,15 @@ __all__ = ["autoencoder_loss", "build_autoencoder", "build_denoiser", "build_sch
 
 def build_autoencoder(recipe: Recipe, target: TargetModel, vectors: torch.Tensor) -> ParameterAutoencoder:
     """The recipe's autoencoder for ``target``'s layout, its standardization fitted to the checkpoints."""
-    a = recipe.autoencoder
-    autoencoder = ParameterAutoencoder(
-        num_params=target.layout.num_params, tensor_sizes=target.layout.sizes, latent_dim=a.latent_dim,
-        channels=list(a.channels), kernel_size=a.kernel_size, input_noise=a.input_noise,
-        latent_noise=a.latent_noise, bound_latent=a.bound_latent, center_per_coordinate=a.center_per_coordinate,
-    )
+    autoencoder = ParameterAutoencoder(num_params=target.layout.num_params, tensor_sizes=target.layout.sizes,
+                                       **dataclasses.asdict(recipe.autoencoder))
     autoencoder.fit_normalization(vectors)
     return autoencoder
 
 
 def build_denoiser(recipe: Recipe) -> LatentDenoiser:
-    d = recipe.denoiser
-    return LatentDenoiser(latent_dim=recipe.autoencoder.latent_dim, channels=list(d.channels),
-                          kernel_size=d.kernel_size, time_embed_dim=d.time_embed_dim)
+    """The recipe's denoiser for latents of the autoencoder's ``latent_dim``."""
+    return LatentDenoiser(latent_dim=recipe.autoencoder.latent_dim, **dataclasses.asdict(recipe.denoiser))
 
 
 def build_scheduler(recipe: Recipe) -> DDPMScheduler:

@@ -1,0 +1,237 @@
+"""The two-stage p-diff training loop under accelerate, resumable step for step.
+
+Stage 1 trains the :class:`~pdiff_hub.ParameterAutoencoder` on the collected parameter vectors (noise augmentation
+on); stage 2 freezes it, encodes the vectors once and trains the :class:`~pdiff_hub.LatentDenoiser` with the DDPM
+objective. The training state is saved every ``checkpointing_steps`` under ``OUTPUT_DIR/checkpoints/``; a run
+resumed from one ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from ..data.parameters import ParameterDataset
+from ..engine.evaluator import ParameterEvaluator
+from ..models.autoencoder import ParameterAutoencoder
+from ..models.denoiser import LatentDenoiser
+from ..models.target import TargetModel
+from ..pipeline import PDiffPipeline
+from ..recipes.config import Recipe
+from .checkpoints import checkpoint_step, find_checkpoint, save_checkpoint
+from .objectives import (
+    autoencoder_loss,
+    build_autoencoder,
+    build_denoiser,
+    build_scheduler,
+    diffusion_loss,
+    sample_batch,
+)
+
+__all__ = ["PDiffTrainer", "TrainingResult", "check_recipe_matches", "reconstruction_accuracy", "tracker"]
+
+
+@dataclass
+class TrainingResult:
+    """What a finished training run produced (on the main process).
+
+    Args:
+        pipeline: the trained pipeline on the CPU (the denoiser's EMA weights when the recipe uses EMA).
+        final_losses: the last loss of each stage, by stage name.
+        train_seconds: wall time of the training loop in this process (a resumed run counts only its own part).
+    """
+
+    pipeline: PDiffPipeline
+    final_losses: dict[str, float]
+    train_seconds: float
+
+
+def check_recipe_matches(recipe: Recipe, target: TargetModel) -> None:
+    """The recipe's target must describe the network the parameter dataset was collected from.
+
+    Raises:
+        ValueError: naming both layouts when they differ.
+    """
+    expected = TargetModel(recipe.target.model_name, recipe.target.model_kwargs, recipe.target.param_patterns,
+                           image_size=recipe.data.image_size).layout
+    got = target.layout
+    if expected != got:
+        raise ValueError(
+            f"The recipe's target ({recipe.target.model_name}, patterns {recipe.target.param_patterns}: "
+            f"{expected.num_params} values) does not match the parameter dataset's ({target.config.model_name}: "
+            f"{got.num_params} values, {list(got.names)[:4]}...)"
+        )
+
+
+def tracker(report_to: str) -> str | None:
+    """The accelerate tracker for ``report_to``: ``"auto"`` is tensorboard when it is installed, else none."""
+    if report_to == "auto":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            return None
+        return "tensorboard"
+    return None if report_to == "none" else report_to
+
+
+class PDiffTrainer:
+    """Builds the recipe's components for a parameter dataset and trains both stages.
+
+    Args:
+        recipe: the recipe; its ``autoencoder``, ``denoiser`` and ``train`` sections are used.
+        params: the collected checkpoints; the recipe's target must match theirs.
+        output_dir: the run folder: checkpoints go to ``output_dir/checkpoints``, tracker logs to ``output_dir/logs``.
+        checkpointing_steps: save the training state every this many steps.
+        checkpoints_total_limit: keep at most this many checkpoints.
+        report_to: ``"tensorboard"``, ``"none"``, any accelerate tracker, or ``"auto"`` (see :func:`tracker`).
+
+    Raises:
+        ValueError: when the recipe's target does not match the parameter dataset's.
+    """
+
+    def __init__(self, recipe: Recipe, params: ParameterDataset, output_dir: str | Path, *,
+                 checkpointing_steps: int = 500, checkpoints_total_limit: int = 2, report_to: str = "auto"):
+        check_recipe_matches(recipe, params.target)
+        self.recipe, self.params = recipe, params
+        output_dir = Path(output_dir)
+        self.checkpoint_dir = output_dir / "checkpoints"
+        self.checkpointing_steps, self.checkpoints_total_limit = checkpointing_steps, checkpoints_total_limit
+        self.accelerator = Accelerator(
+            log_with=tracker(report_to),
+            project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        )
+        t = recipe.train
+        # The seed comes before the components are built: it decides their initial weights.
+        set_seed(t.seed)
+        self.vectors = params.vectors.to(self.accelerator.device)
+        autoencoder = build_autoencoder(recipe, params.target, params.vectors)
+        denoiser = build_denoiser(recipe)
+        self.scheduler = build_scheduler(recipe)
+        ae_optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=t.autoencoder_lr, weight_decay=t.weight_decay)
+        dn_optimizer = torch.optim.AdamW(denoiser.parameters(), lr=t.diffusion_lr, weight_decay=t.weight_decay)
+        ae_lr = get_scheduler(t.lr_scheduler, ae_optimizer, num_warmup_steps=t.lr_warmup_steps,
+                              num_training_steps=t.autoencoder_steps)
+        dn_lr = get_scheduler(t.lr_scheduler, dn_optimizer, num_warmup_steps=t.lr_warmup_steps,
+                              num_training_steps=t.diffusion_steps)
+        (self.autoencoder, self.denoiser, self.ae_optimizer, self.dn_optimizer, self.ae_lr,
+         self.dn_lr) = self.accelerator.prepare(autoencoder, denoiser, ae_optimizer, dn_optimizer, ae_lr, dn_lr)
+        self.ema = None
+        if t.use_ema:
+            unwrapped = self.accelerator.unwrap_model(self.denoiser)
+            self.ema = EMAModel(unwrapped.parameters(), decay=t.ema_decay, model_cls=LatentDenoiser,
+                                model_config=unwrapped.config)
+            self.ema.to(self.accelerator.device)
+            self.accelerator.register_for_checkpointing(self.ema)
+        self.total_steps = t.autoencoder_steps + t.diffusion_steps
+
+    def resume(self, which: str) -> int:
+        """Load the checkpoint ``which`` (a folder, or ``"latest"``); the step to continue from (0 if none)."""
+        checkpoint = find_checkpoint(self.checkpoint_dir, which)
+        if checkpoint is None:
+            self.accelerator.print(f"No checkpoint in {self.checkpoint_dir}: starting a new run")
+            return 0
+        self.accelerator.load_state(str(checkpoint))
+        step = checkpoint_step(checkpoint)
+        self.accelerator.print(f"Resumed from {checkpoint} at step {step}/{self.total_steps}")
+        return step
+
+    def train(self, resume_from_checkpoint: str | None = None) -> TrainingResult | None:
+        """Run both stages to the end; the result on the main process, None on the others.
+
+        Args:
+            resume_from_checkpoint: a checkpoint folder, or ``"latest"`` (a new run when there is none yet).
+
+        Raises:
+            FloatingPointError: when a loss is not finite, naming the stage whose learning rate to lower.
+        """
+        accelerator, t = self.accelerator, self.recipe.train
+        step = self.resume(resume_from_checkpoint) if resume_from_checkpoint else 0
+        if accelerator.is_main_process:
+            accelerator.init_trackers("pdiff", config={f"{s}.{k}": str(v) for s, sec in self.recipe.to_dict().items()
+                                                       if isinstance(sec, dict) for k, v in sec.items()})
+        progress = tqdm(range(self.total_steps), initial=step, desc="training",
+                        disable=not accelerator.is_local_main_process)
+        losses: dict[str, float] = {}
+        start_time = time.perf_counter()
+        latents = None
+        while step < self.total_steps:
+            if step < t.autoencoder_steps:
+                stage, model, optimizer, lr_schedule = "autoencoder", self.autoencoder, self.ae_optimizer, self.ae_lr
+                model.train()
+                loss = autoencoder_loss(model, sample_batch(self.vectors, t.autoencoder_batch_size))
+            else:
+                if latents is None:
+                    latents = self._encode_checkpoints()
+                stage, model, optimizer, lr_schedule = "diffusion", self.denoiser, self.dn_optimizer, self.dn_lr
+                model.train()
+                loss = diffusion_loss(model, self.scheduler, sample_batch(latents, t.diffusion_batch_size))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{stage} loss is {loss.item()} at step {step}; lower train.{stage}_lr")
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            lr_schedule.step()
+            if self.ema is not None and stage == "diffusion":
+                self.ema.step(accelerator.unwrap_model(self.denoiser).parameters())
+            step += 1
+            losses[stage] = loss.item()
+            progress.update(1)
+            progress.set_postfix(stage=stage, loss=f"{loss.item():.4f}")
+            accelerator.log({f"{stage}_loss": loss.item(), f"{stage}_lr": lr_schedule.get_last_lr()[0]}, step=step)
+            if step % self.checkpointing_steps == 0 and step < self.total_steps and accelerator.is_main_process:
+                save_checkpoint(accelerator, self.checkpoint_dir, step, self.checkpoints_total_limit)
+        progress.close()
+        train_seconds = time.perf_counter() - start_time
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        if not accelerator.is_main_process:
+            return None
+        return TrainingResult(self.final_pipeline(), losses, train_seconds)
+
+    @torch.no_grad()
+    def _encode_checkpoints(self) -> torch.Tensor:
+        self.autoencoder.eval()
+        return self.accelerator.unwrap_model(self.autoencoder).encode(self.vectors)
+
+    def final_pipeline(self) -> PDiffPipeline:
+        """The pipeline of the current weights, on the CPU (the denoiser's EMA weights when the recipe uses EMA)."""
+        denoiser = copy.deepcopy(self.accelerator.unwrap_model(self.denoiser))
+        if self.ema is not None:
+            self.ema.copy_to(denoiser.parameters())
+        autoencoder = self.accelerator.unwrap_model(self.autoencoder).eval()
+        return PDiffPipeline(target=self.params.target, autoencoder=autoencoder, denoiser=denoiser.eval(),
+                             scheduler=self.scheduler).to("cpu")
+
+
+@torch.no_grad()
+def reconstruction_accuracy(autoencoder: ParameterAutoencoder, vectors: torch.Tensor,
+                            evaluator: ParameterEvaluator) -> dict:
+    """How well the autoencoder keeps the checkpoints' accuracy: theirs and their reconstructions', measured alike.
+
+    Args:
+        autoencoder: the trained autoencoder.
+        vectors: the collected checkpoints (K, D).
+        evaluator: measures accuracy on the test images.
+
+    Returns:
+        The mean test accuracy of the originals and of the reconstructions, the largest per-checkpoint accuracy
+        change, the mean relative L2 error of the reconstructions and the number of test images.
+    """
+    reconstructed = autoencoder.decode(autoencoder.encode(vectors))
+    original, recon = evaluator.accuracy(vectors), evaluator.accuracy(reconstructed)
+    return {
+        "original_mean_test_accuracy": original.mean().item(),
+        "reconstructed_mean_test_accuracy": recon.mean().item(),
+        "reconstruction_max_abs_accuracy_change": (recon - original).abs().max().item(),
+        "reconstruction_relative_error": ((reconstructed - vectors).norm(dim=1) / vectors.norm(dim=1)).mean().item(),
+        "reconstruction_test_images": len(evaluator.labels),
+    }
