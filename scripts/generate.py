@@ -26,9 +26,9 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from pdiff_hub import PDiffPipeline
 from pdiff_hub.core.io import atomic_output_dir
-from pdiff_hub.data.images import dataset_to_tensors, load_image_dataset, num_classes
+from pdiff_hub.data.images import DEFAULT_MEAN, DEFAULT_STD, dataset_to_tensors, load_image_dataset, num_classes
 from pdiff_hub.engine.evaluator import ParameterEvaluator
-from pdiff_hub.hub.upload import GenerationRecord, export_timm_model, push_folder_to_hub
+from pdiff_hub.hub import GenerationRecord, export_timm_model, push_folder_to_hub
 
 SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
 
@@ -135,8 +135,8 @@ def main(args: argparse.Namespace) -> list[str]:
                 dataset=str(data["dataset"]), val_accuracy=float(accuracy["validation"][i]),
                 test_accuracy=float(accuracy["test"][i]), val_size=len(tensors["validation"][1]),
                 test_size=len(tensors["test"][1]), rank=ranks[i], repo_id=repo_ids[i])
-            export_timm_model(target, vectors[i], tmp / f"sample-{i}", card_values=records[i],
-                              label_names=label_names, image_size=data["image_size"])
+            export_timm_model(target, vectors[i], tmp / f"sample-{i}", card_values=records[i], mean=DEFAULT_MEAN,
+                              std=DEFAULT_STD, label_names=label_names, image_size=data["image_size"])
         summary = {
             "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
             "pipeline": str(args.pipeline), "revision": args.revision, "seed": args.seed,

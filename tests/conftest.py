@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-Hub fixtures (see tests/hub_server.py for how the loopback Hub works and its limits):
+Hub fixtures (see tests/fixtures/hub_server.py for how the loopback Hub works and its limits):
 
 * ``hf_home`` (session, autouse): every test runs with ``HF_HOME`` in a session temp dir, HF cache/token overrides
   unset and ``HF_HUB_DISABLE_TELEMETRY=1``; already imported huggingface_hub/datasets constants are re-derived.
@@ -16,7 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from .hub_server import HubServerError, LoopbackHub, hub_env, isolated_hf_home_env, patched_hf_env
+from .fixtures.hub_server import HubServerError, LoopbackHub, hub_env, isolated_hf_home_env, patched_hf_env
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Checks of the test fixtures themselves (tests/fixtures/): they exercise olah, timm and datasets, not pdiff_hub.
+    config.addinivalue_line("markers", "fixture: checks of the test fixtures, not of pdiff_hub (tests/fixtures/)")
 
 
 @pytest.fixture(scope="session", autouse=True)

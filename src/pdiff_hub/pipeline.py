@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +15,11 @@ from diffusers import DiffusionPipeline
 from diffusers.schedulers import DDIMScheduler, DDPMScheduler
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
-from huggingface_hub import snapshot_download
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData, snapshot_download
 from safetensors import safe_open
 from torch import nn
 
+from . import __version__
 from .core.io import resolve_folder
 from .models.autoencoder import ParameterAutoencoder
 from .models.denoiser import LatentDenoiser
@@ -153,11 +156,13 @@ class PDiffPipeline(DiffusionPipeline):
         revision: str | None = None,
         model_card: str | None = None,
     ) -> str:
-        """Upload the pipeline (safetensors) with its model card in one commit; returns the commit URL.
+        """Upload the pipeline (safetensors) with its card and recipe in one commit; returns the commit URL.
 
-        Unlike ``DiffusionPipeline.push_to_hub``, which writes a generic card, the card is ``model_card``, else the
-        README.md of the folder the pipeline was loaded from (the training card), else a short generated one; that
-        folder's ``args.yaml`` and other top-level files go along. See :func:`pdiff_hub.hub.push_pipeline_to_hub`.
+        Unlike ``DiffusionPipeline.push_to_hub``, which writes a generic card and may split a large upload into
+        several commits, the card is ``model_card``, else the README.md of the folder the pipeline was loaded from
+        (the training card), else a short generated one; that folder's ``args.yaml`` (the recipe the scripts read)
+        goes along. :func:`pdiff_hub.hub.push_pipeline_to_hub` also takes the folder's other files (metrics,
+        figures), refuses to upload a token found in a file and says why a push failed.
 
         Args:
             repo_id: ``"org/name"`` of the model repo (created if missing).
@@ -174,10 +179,38 @@ class PDiffPipeline(DiffusionPipeline):
             >>> pipe.push_to_hub("org/pdiff-fashion-mnist-resnet18")
             ```
         """
-        from .hub.upload import push_pipeline_to_hub
+        source = Path(self.name_or_path) if self.name_or_path else None
+        with tempfile.TemporaryDirectory(prefix="pdiff-pipeline-") as tmp:
+            staging = Path(tmp)
+            self.save_pretrained(staging, safe_serialization=True)
+            for name in ("README.md", "args.yaml"):
+                if source is not None and (source / name).is_file():
+                    shutil.copy2(source / name, staging / name)
+            if model_card is not None or not (staging / "README.md").is_file():
+                card = model_card if model_card is not None else self._minimal_card(repo_id)
+                (staging / "README.md").write_text(card, encoding="utf-8")
+            # One create_commit, so the components, card and recipe land together or not at all.
+            operations = [CommitOperationAdd(path.relative_to(staging).as_posix(), str(path))
+                          for path in sorted(staging.rglob("*")) if path.is_file()]
+            api = HfApi(token=token, library_name="pdiff_hub", library_version=__version__)
+            repo_id = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True).repo_id
+            if revision is not None and not create_pr:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision,
+                                     create_pr=create_pr)
+        return (info.pr_url or info.commit_url) if create_pr else info.commit_url
 
-        return push_pipeline_to_hub(self, repo_id, model_card=model_card, token=token, private=private,
-                                    commit_message=commit_message, revision=revision, create_pr=create_pr)
+    def _minimal_card(self, repo_id: str) -> str:
+        config = self.target.config
+        metadata = ModelCardData(library_name="pdiff_hub",
+                                 tags=["p-diff", "neural-network-diffusion", "parameter-generation", config.model_name])
+        return (f"---\n{metadata.to_yaml()}\n---\n\n"
+                f"# p-diff pipeline for `{config.model_name}`\n\nGenerates the {self.target.layout.num_params} "
+                f"parameters `{', '.join(config.param_patterns)}` of a `{config.model_name}` with a latent diffusion "
+                f"model ([p-diff](https://arxiv.org/abs/2402.13144)), made with `pdiff_hub` {__version__}.\n\n"
+                "```python\nimport torch\nfrom pdiff_hub import PDiffPipeline\n\n"
+                f'pipe = PDiffPipeline.from_pretrained("{repo_id}")\n'
+                "out = pipe(num_models=10, generator=torch.Generator().manual_seed(0))\n```\n")
 
 
 def check_pipeline_folder(path: Path, trust_remote_code: bool = False) -> None:

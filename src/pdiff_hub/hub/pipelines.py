@@ -1,0 +1,70 @@
+"""Publishing a p-diff pipeline with its training card and everything its training run left beside it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..pipeline import PDiffPipeline
+from .commit import files_to_push, push_folder_to_hub
+
+__all__ = ["push_pipeline_to_hub"]
+
+
+def push_pipeline_to_hub(
+    pipeline: PDiffPipeline,
+    repo_id: str,
+    *,
+    model_card: str | None = None,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str = "Upload p-diff pipeline with pdiff_hub",
+    revision: str | None = None,
+    create_pr: bool = False,
+) -> str:
+    """Save ``pipeline`` (safetensors) with its card, recipe and results and upload it in one commit.
+
+    The card is ``model_card`` if given, else the README.md of the folder the pipeline was loaded from (the training
+    card ``scripts/train.py`` writes). The other top-level files of that folder (``args.yaml``, ``metrics.json``,
+    figures) go along; its subfolders do not (the components are saved afresh; checkpoints and logs stay local).
+    The upload goes through :func:`~pdiff_hub.hub.push_folder_to_hub`: a token found in a file is refused and a
+    failure says why. ``PDiffPipeline.push_to_hub`` is the lighter way: components, card and recipe only, with a
+    generated card when there is none.
+
+    Args:
+        pipeline: the pipeline to publish.
+        repo_id: ``"org/name"`` of the model repo.
+        model_card: the README.md text to publish.
+        token: a Hub token with write access; default: the stored login or ``HF_TOKEN``.
+        private: create the repo private.
+        commit_message: the commit message.
+        revision: the branch to commit to (created if missing).
+        create_pr: open a pull request instead.
+
+    Returns:
+        The URL of the commit.
+
+    Raises:
+        FileNotFoundError: no ``model_card`` and no README.md beside the pipeline.
+        HubUploadError: the upload failed; the message says why.
+
+    Example:
+        ```py
+        >>> pipe = PDiffPipeline.from_pretrained("runs/fmnist/pipeline")
+        >>> push_pipeline_to_hub(pipe, "org/pdiff-fashion-mnist-resnet18")
+        ```
+    """
+    source = Path(pipeline.name_or_path) if pipeline.name_or_path else None
+    source = source if source is not None and source.is_dir() else None
+    if model_card is None and (source is None or not (source / "README.md").is_file()):
+        raise FileNotFoundError(f"The pipeline has no README.md card beside it ({source}): pass model_card= to push "
+                                f"it to {repo_id!r}, or use PDiffPipeline.push_to_hub for a generated card")
+    with tempfile.TemporaryDirectory(prefix="pdiff-pipeline-") as tmp:
+        staging = Path(tmp)
+        for path in files_to_push(source) if source is not None else []:
+            if "/" not in path:
+                shutil.copy2(source / path, staging / path)
+        pipeline.save_pretrained(staging, safe_serialization=True)
+        return push_folder_to_hub(staging, repo_id, "model", token, private, commit_message, revision,
+                                  card=model_card, create_pr=create_pr)

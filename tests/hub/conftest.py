@@ -1,0 +1,51 @@
+"""Fixtures of the hub tests: the intercepted Hub, and a pipeline and a parameter dataset as the scripts leave them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
+
+from ..components import tiny_pipeline, tiny_target
+from .fakes import DATA, PIPELINE_CARD, FakeHub, add_clutter
+
+
+@pytest.fixture
+def fake_hub(monkeypatch) -> FakeHub:
+    return FakeHub().install(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline()
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(pipe, tmp_path_factory) -> Path:
+    """A pipeline folder as scripts/train.py leaves it: components, card, recipe, metrics, checkpoints and logs."""
+    folder = tmp_path_factory.mktemp("pipeline")
+    pipe.save_pretrained(folder)
+    (folder / "README.md").write_text(PIPELINE_CARD)
+    (folder / "args.yaml").write_text(yaml.safe_dump({"name": "tiny", "data": DATA}))
+    (folder / "metrics.json").write_text('{"train_seconds": 1.0}')
+    add_clutter(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def params_dir(tmp_path_factory) -> tuple[Path, torch.Tensor]:
+    """A parameter dataset folder as scripts/collect.py leaves it, and its vectors."""
+    target = tiny_target()
+    base = target.base_vector()
+    vectors = base + 0.01 * torch.randn(4, base.numel(), generator=torch.Generator().manual_seed(0))
+    rows = [{"step": i, "seed": 0, "lr": 0.1, "val_accuracy": 50.0 + i, "test_accuracy": 40.0 + i} for i in range(4)]
+    folder = tmp_path_factory.mktemp("params")
+    ParameterDataset(build_parameter_table(vectors, rows), target).save(folder)
+    (folder / "README.md").write_text("---\nlibrary_name: pdiff_hub\ntags:\n- p-diff\n---\n\n# Tiny parameters\n")
+    (folder / "args.yaml").write_text(yaml.safe_dump({"name": "tiny", "data": DATA}))
+    add_clutter(folder)
+    return folder, vectors

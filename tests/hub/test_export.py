@@ -1,0 +1,152 @@
+"""Generated models exported for timm, through ``scripts/generate.py``: selection, files, cards, pushes, loading."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import timm
+import torch
+from diffusers import DDIMScheduler
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file, save_file
+
+from pdiff_hub import PDiffPipeline
+from pdiff_hub.data.images import dataset_to_tensors, load_image_dataset
+from pdiff_hub.hub import GenerationRecord, export_timm_model
+
+from ..components import tiny_target
+from .fakes import DATA, FakeHub, materialize, snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_generate(argv: list[str]) -> list[str]:
+    spec = importlib.util.spec_from_file_location("generate_script", ROOT / "scripts" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(module.parse_args(argv))
+
+
+@pytest.fixture(scope="module")
+def generated(pipeline_dir, tmp_path_factory):
+    """scripts/generate.py: 4 models, the top 2 exported and pushed (to the intercepted Hub)."""
+    out = tmp_path_factory.mktemp("generated") / "export"
+    with pytest.MonkeyPatch.context() as mp:
+        hub = FakeHub().install(mp)
+        urls = run_generate(["--pipeline", str(pipeline_dir), "--num_models", "4", "--num_inference_steps", "2",
+                             "--select", "2", "--seed", "0", "--export_dir", str(out), "--push_to_hub",
+                             "--hub_model_id", "hub-test/generated"])
+    loaded = PDiffPipeline.from_pretrained(pipeline_dir)
+    loaded.scheduler = DDIMScheduler.from_config(loaded.scheduler.config)
+    loaded.set_progress_bar_config(disable=True)
+    vectors = loaded(num_models=4, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                     output_type="pt").parameters
+    return SimpleNamespace(out=out, hub=hub, urls=urls, vectors=vectors, target=loaded.target,
+                           summary=json.loads((out / "generation.json").read_text()))
+
+
+def test_generate_selects_by_validation_and_records_everything(generated):
+    summary, val = generated.summary, torch.tensor(generated.summary["val_accuracy"])
+    chosen = torch.sort(val, descending=True, stable=True).indices[:2].tolist()
+    assert sorted(p.name for p in generated.out.iterdir()) == sorted(["generation.json",
+                                                                      *(f"sample-{i}" for i in chosen)])
+    assert not [p for p in generated.out.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
+    assert [s["index"] for s in summary["samples"]] == chosen and [s["rank"] for s in summary["samples"]] == [1, 2]
+    assert (summary["seed"], summary["num_inference_steps"], summary["scheduler"]) == (0, 2, "DDIMScheduler")
+    assert len(summary["test_accuracy"]) == 4 and summary["data"] == DATA
+
+    # the recorded test accuracy is that of the exported files, run as a plain timm model
+    test = load_image_dataset("digits", val_size=200, seed=0)["test"]
+    images, labels = dataset_to_tensors(test, image_size=32, in_chans=1)
+    for sample in summary["samples"]:
+        model = timm.create_model(f"local-dir:{generated.out / sample['folder']}", pretrained=True).eval()
+        with torch.no_grad():
+            accuracy = 100.0 * (model(images).argmax(1) == labels).float().mean().item()
+        assert accuracy == pytest.approx(sample["test_accuracy"], abs=1e-4)
+
+
+def test_generate_pushes_one_repo_per_sample(generated):
+    samples = generated.summary["samples"]
+    assert [c.repo_id for c in generated.hub.commits] == [f"hub-test/generated-sample-{s['index']}" for s in samples]
+    commits = generated.hub.commits
+    assert generated.urls == [f"https://hub.test/{c.repo_id}/commit/{n + 1}" for n, c in enumerate(commits)]
+    for commit, sample in zip(generated.hub.commits, samples):
+        assert set(commit.files) == {"README.md", "config.json", "model.safetensors"}
+        assert commit.files == snapshot(generated.out / sample["folder"])
+        card = ModelCard(commit.files["README.md"].decode())
+        assert card.data.library_name == "timm"
+        assert card.data.tags == ["image-classification", "timm", "p-diff", "generated-weights"]
+        (result,) = card.data.eval_results
+        assert (result.metric_type, result.dataset_split) == ("accuracy", "test")
+        assert result.metric_value == round(sample["test_accuracy"], 2)
+        assert f'"hf-hub:{commit.repo_id}"' in card.text and f"seed {sample['seed']}" in card.text
+        config = json.loads(commit.files["config.json"])
+        assert config["architecture"] == "test_resnet" and config["model_args"]["in_chans"] == 1
+        assert config["pretrained_cfg"]["input_size"] == [1, 32, 32] and config["pretrained_cfg"]["mean"] == [0.5]
+        assert config["label_names"] == [str(i) for i in range(10)]
+
+
+def test_export_of_a_pdiff_network_says_how_to_load_it(tmp_path):
+    target = tiny_target("pdiff_mlp", ["*"], img_size=32, hidden=8)
+    record = GenerationRecord(pipeline="org/pipe", revision=None, seed=0, num_models=1, index=0,
+                              num_inference_steps=2, scheduler="DDIMScheduler", dataset="digits", val_accuracy=10.0,
+                              test_accuracy=9.5, val_size=200, test_size=360, rank=1)
+    folder = export_timm_model(target, target.base_vector(), tmp_path / "mlp", card_values=record, mean=0.25, std=2.0)
+    card = ModelCard((folder / "README.md").read_text())
+    assert "import pdiff_hub" in card.text and "local-dir" not in card.text
+    assert 'path_of_this_folder + "/model.safetensors"' in card.text
+    assert card.data.datasets is None  # digits has no Hub repo
+    pretrained_cfg = json.loads((folder / "config.json").read_text())["pretrained_cfg"]
+    assert (pretrained_cfg["mean"], pretrained_cfg["std"]) == ([0.25], [2.0])  # the normalization it was measured with
+    with pytest.raises(FileExistsError):
+        export_timm_model(target, target.base_vector(), folder, card_values=record, mean=0.5, std=0.5)
+
+
+def test_generate_without_recipe_needs_the_dataset(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "pipeline")
+    with pytest.raises(SystemExit, match="pass --dataset"):
+        run_generate(["--pipeline", str(tmp_path / "pipeline"), "--num_models", "1", "--export_dir",
+                      str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # starts the loopback Hub's server process and a Python process without pdiff_hub
+def test_generated_model_loads_with_plain_timm_from_the_hub(loopback_hub, generated, tmp_path):
+    commit = generated.hub.commits[0]
+    index = generated.summary["samples"][0]["index"]
+    loopback_hub.add_repo(commit.repo_id, materialize(commit, tmp_path / "repo"))
+    images = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    save_file({"images": images}, tmp_path / "images.safetensors")
+    code = textwrap.dedent("""
+        import json, sys
+        sys.modules["pdiff_hub"] = None  # importing pdiff_hub now fails: timm must do without it
+        import timm, torch
+        from safetensors.torch import load_file, save_file
+        repo, images, logits = sys.argv[1:]
+        model = timm.create_model(f"hf-hub:{repo}", pretrained=True).eval()
+        with torch.no_grad():
+            save_file({"logits": model(load_file(images)["images"])}, logits)
+        print(json.dumps(timm.data.resolve_data_config({}, model=model)))
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.run([sys.executable, "-c", code, commit.repo_id, str(tmp_path / "images.safetensors"),
+                           str(tmp_path / "logits.safetensors")], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data_config = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert data_config["input_size"] == [1, 32, 32] and data_config["mean"] == [0.5] and data_config["std"] == [0.5]
+    # A fresh copy: the frozen tensors build_model shares with the loaded target sit at other memory alignments,
+    # which makes the CPU kernels round differently (differences of ~1e-8); timm's own model owns fresh tensors.
+    model = copy.deepcopy(generated.target.build_model(generated.vectors[index]))
+    with torch.no_grad():
+        expected = model(images)
+    assert torch.equal(load_file(tmp_path / "logits.safetensors")["logits"], expected)
