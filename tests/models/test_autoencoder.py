@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from pdiff_hub import ParameterAutoencoder
+
+SIZES = [20, 12, 5]  # three parameter tensors, 37 values: not a multiple of 2**depth
+
+
+def checkpoints(k=6, seed=0):
+    """K vectors whose tensors have very different means and spreads, and whose last tensor never moved."""
+    g = torch.Generator().manual_seed(seed)
+    shared = torch.cat([torch.randn(32, generator=g), torch.zeros(5)])
+    spread = torch.cat([torch.full((20,), 0.01), torch.full((12,), 3.0), torch.zeros(5)])
+    offset = torch.cat([torch.full((20,), 1.0), torch.full((12,), -5.0), torch.full((5,), 2.0)])
+    return offset + shared + spread * torch.randn(k, sum(SIZES), generator=g)
+
+
+def autoencoder(**kwargs):
+    torch.manual_seed(0)
+    return ParameterAutoencoder(num_params=sum(SIZES), tensor_sizes=SIZES, latent_dim=8, channels=(4, 8), **kwargs)
+
+
+def per_tensor(x):
+    return torch.split(x, SIZES, dim=-1)
+
+
+def test_per_coordinate_centring_standardizes_each_tensor_around_the_checkpoint_mean():
+    vectors = checkpoints()
+    ae = autoencoder()
+    ae.fit_normalization(vectors)
+    torch.testing.assert_close(ae.param_mean, vectors.mean(0))
+    standardized = (vectors - ae.param_mean) / ae.param_std
+    torch.testing.assert_close(standardized.mean(0), torch.zeros(sum(SIZES)), atol=1e-4, rtol=0)
+    moving, still = per_tensor(standardized)[:2], per_tensor(standardized)[2]
+    for chunk in moving:  # every tensor at unit RMS, whatever its own spread
+        torch.testing.assert_close(chunk.pow(2).mean(), torch.tensor(1.0))
+    assert torch.equal(per_tensor(ae.param_std)[2], torch.ones(5)) and still.abs().max() < 1e-5
+
+
+def test_without_centring_each_tensor_gets_one_mean_and_one_std():
+    vectors = checkpoints()
+    ae = autoencoder(center_per_coordinate=False)
+    ae.fit_normalization(vectors)
+    for chunk, mean, std in zip(per_tensor(vectors), per_tensor(ae.param_mean), per_tensor(ae.param_std)):
+        torch.testing.assert_close(mean, chunk.mean().expand(chunk.shape[1]))
+        rms = (chunk - chunk.mean()).pow(2).mean().sqrt()
+        torch.testing.assert_close(std, (rms if rms > 0 else torch.tensor(1.0)).expand(chunk.shape[1]))
+    # the shared per-coordinate pattern is left in the standardized input: that is what centring removes
+    assert ((vectors - ae.param_mean) / ae.param_std).mean(0).abs().max() > 0.5
+
+
+def test_normalization_is_saved_with_the_model(tmp_path):
+    ae = autoencoder()
+    ae.fit_normalization(checkpoints())
+    ae.save_pretrained(tmp_path)
+    loaded = ParameterAutoencoder.from_pretrained(tmp_path)
+    assert torch.equal(loaded.param_mean, ae.param_mean) and torch.equal(loaded.param_std, ae.param_std)
+    assert torch.equal(loaded.eval()(checkpoints()), ae.eval()(checkpoints()))
+
+
+def test_input_is_zero_padded_to_a_multiple_of_two_to_the_depth_and_output_unpadded():
+    ae = autoencoder().eval()
+    ae.fit_normalization(checkpoints())
+    assert ae.padded_length == 40 and ae.reduced_length == 10
+    seen = []
+    ae.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    vectors = checkpoints(3, seed=1)
+    latents = ae.encode(vectors)
+    assert latents.shape == (3, 8) and seen[0].shape == (3, 1, 40)
+    torch.testing.assert_close(seen[0][:, 0, :37], (vectors - ae.param_mean) / ae.param_std)
+    assert seen[0][:, 0, 37:].eq(0).all()
+    assert ae.decode(latents).shape == (3, 37) and ae.decode(latents[:, None]).shape == (3, 37)
+
+
+def test_noise_only_in_training_mode():
+    ae = autoencoder(input_noise=0.01, latent_noise=0.1)
+    vectors = checkpoints()
+    ae.train()
+    assert not torch.equal(ae(vectors), ae(vectors))
+    assert torch.equal(ae.encode(vectors), ae.encode(vectors))  # encode never adds noise
+    ae.eval()
+    assert torch.equal(ae(vectors), ae(vectors))
+    torch.testing.assert_close(ae(vectors), ae.decode(ae.encode(vectors)))
+    quiet = autoencoder(input_noise=0.0, latent_noise=0.0).train()
+    assert torch.equal(quiet(vectors), quiet(vectors))
+
+
+@pytest.mark.parametrize("bound", [True, False])
+def test_latent_bound(bound):
+    ae = autoencoder(bound_latent=bound)
+    with torch.no_grad():  # GroupNorm makes the encoder scale-free, so only large output weights give large latents
+        ae.to_latent.weight.mul_(100)
+    latents = ae.encode(checkpoints())
+    assert (latents.abs().max() <= 1) == bound
+
+
+def test_mismatched_sizes_and_shapes_are_refused():
+    with pytest.raises(ValueError, match="sum to 36"):
+        ParameterAutoencoder(num_params=37, tensor_sizes=[20, 16], latent_dim=8, channels=(4, 8))
+    with pytest.raises(ValueError, match=r"\(N, 37\)"):
+        autoencoder().encode(torch.zeros(2, 36))
