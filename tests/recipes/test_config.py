@@ -1,6 +1,28 @@
-import pytest
+"""Recipes: typed sections, bundled recipes by name, one override syntax, and the recipe recorded with a run."""
 
-from pdiff_hub.recipes.config import RECIPE_DIR, load_recipe, recipe_from_dict, write_run_args
+import argparse
+import json
+import re
+
+import pytest
+import torch
+
+from pdiff_hub import LatentDenoiser, ParameterAutoencoder
+from pdiff_hub.recipes.config import (
+    RECIPE_DIR,
+    Recipe,
+    add_recipe_arguments,
+    command_line,
+    load_recipe,
+    recipe_from_args,
+    recipe_from_dict,
+    recipe_overrides,
+    recorded_recipe,
+    write_run_args,
+)
+from pdiff_hub.training.objectives import build_autoencoder, build_denoiser
+
+from ..components import tiny_target
 
 
 def test_values_take_their_field_types():
@@ -28,3 +50,63 @@ def test_bundled_recipes_load_by_name_and_args_yaml_round_trips(tmp_path):
         assert load_recipe(tmp_path / "args.yaml") == recipe
     with pytest.raises(FileNotFoundError, match="bundled recipes"):
         load_recipe("no-such-recipe")
+
+
+def test_a_recipe_that_sets_no_component_key_builds_the_components_defaults():
+    recipe = recipe_from_dict({})
+    target = tiny_target()
+    vectors = torch.randn(4, target.layout.num_params)
+    built = build_autoencoder(recipe, target, vectors)
+    default = ParameterAutoencoder(num_params=target.layout.num_params, tensor_sizes=target.layout.sizes)
+    assert _settings(built) == _settings(default)
+    assert _settings(build_denoiser(recipe)) == _settings(LatentDenoiser(latent_dim=built.config.latent_dim))
+
+
+def _settings(model) -> dict:
+    """A component's configuration as saved in its config.json (tuples become lists), without diffusers' notes."""
+    return {k: v for k, v in json.loads(model.to_json_string()).items() if not k.startswith("_")}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    add_recipe_arguments(parser)
+    return parser
+
+
+def test_help_shows_every_key_by_section_with_its_type_and_default():
+    text = _parser().format_help()
+    defaults = Recipe().to_dict()
+    for section, values in defaults.items():
+        if section == "name":
+            continue
+        block = text.split(f"recipe section {section!r}")[1].split("recipe section")[0]
+        for key in values:
+            assert f"--{section}.{key}" in block, (section, key)
+    assert re.search(r"--train\.autoencoder_steps INT\s+default: 1500", text)
+    assert re.search(r"--autoencoder\.channels LIST\s+default: \[64, 128, 256\]", text)
+
+
+def test_command_line_overrides_and_their_order(tmp_path):
+    parser = _parser()
+    args = parser.parse_args(["--recipe", "digits-mlp", "--train.seed", "3", "--autoencoder.channels", "[8, 16]"])
+    assert recipe_overrides(args) == {"train.seed": "3", "autoencoder.channels": "[8, 16]"}
+    recipe = recipe_from_args(args)
+    assert recipe.name == "digits-mlp" and recipe.train.seed == 3 and recipe.autoencoder.channels == [8, 16]
+    assert recipe.data.dataset == "digits"
+    base = load_recipe("mnist-mlp")
+    assert recipe_from_args(parser.parse_args(["--train.seed", "3"]), base=base).data.dataset == "mnist"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--train.se", "3"])  # no abbreviations: a typo is an error, not another key
+
+
+def test_recorded_recipe_is_the_one_saved_beside_the_pipeline(tmp_path):
+    recipe = recipe_from_dict({"name": "x", "train": {"seed": 5}, "autoencoder": {"latent_dim": 16}})
+    write_run_args(tmp_path, recipe, command="python scripts/train.py")
+    assert recorded_recipe(tmp_path) == recipe
+    with pytest.raises(FileNotFoundError, match="pass --recipe"):
+        recorded_recipe(tmp_path / "elsewhere")
+
+
+def test_hub_token_never_reaches_the_recorded_command():
+    command = command_line(["scripts/train.py", "--hub_token", "hf_secret1", "--hub_token=hf_secret2", "--x", "a b"])
+    assert "hf_secret" not in command and command.count("--hub_token") == 2 and "'a b'" in command

@@ -8,7 +8,7 @@ import torch
 from pdiff_hub.data.parameters import ParameterDataset
 from pdiff_hub.recipes.config import load_recipe
 
-from .scripts import run_script
+from ..scripts import run_script
 
 pytestmark = pytest.mark.slow  # each case starts the script in a fresh Python process
 
