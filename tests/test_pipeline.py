@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,8 @@ from safetensors.torch import load_file, save_file
 from pdiff_hub import LatentDenoiser, ParameterAutoencoder, PDiffPipeline, PDiffPipelineOutput
 
 from .components import tiny_pipeline, tiny_target
+
+LEGACY = Path(__file__).parent / "models" / "data" / "legacy"
 
 
 def generate(pipe, n=3, steps=2, seed=0, **kwargs):
@@ -138,12 +141,42 @@ def test_nan_weights_in_autoencoder_are_refused(saved, tmp_path):
         generate(pipe)
 
 
-def test_components_keep_their_config(pipe):
-    ae = ParameterAutoencoder.from_config(pipe.autoencoder.config)
-    den = LatentDenoiser.from_config(pipe.denoiser.config)
-    assert ae.config.latent_noise == 0.1 and ae.config.input_noise == 0.001
-    assert den.config.channels == [1, 8, 16, 8, 1] or tuple(den.config.channels) == (1, 8, 16, 8, 1)
-    assert pipe.scheduler.config.clip_sample is False and pipe.scheduler.config.beta_end == 0.02
+def test_round_trip_keeps_every_config_value_and_the_generated_vectors(tmp_path):
+    target = tiny_target()
+    torch.manual_seed(3)
+    autoencoder = ParameterAutoencoder(
+        num_params=target.layout.num_params, tensor_sizes=target.layout.sizes, latent_dim=8, channels=(4, 8, 8),
+        kernel_size=5, input_noise=0.02, latent_noise=0.3, bound_latent=False, center_per_coordinate=False,
+    )
+    autoencoder.fit_normalization(target.base_vector() + torch.randn(5, target.layout.num_params))
+    denoiser = LatentDenoiser(latent_dim=8, channels=(1, 4, 8, 4, 1), kernel_size=3, time_embed_dim=12)
+    scheduler = DDIMScheduler(num_train_timesteps=200, beta_start=1e-3, beta_end=3e-2, clip_sample=False)
+    pipe = PDiffPipeline(target, autoencoder, denoiser, scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(tmp_path)
+    loaded = PDiffPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    for name in ("target", "autoencoder", "denoiser", "scheduler"):
+        saved_config = {k: v for k, v in getattr(pipe, name).config.items() if not k.startswith("_")}
+        loaded_config = {k: v for k, v in getattr(loaded, name).config.items() if not k.startswith("_")}
+        assert json.loads(json.dumps(loaded_config)) == json.loads(json.dumps(saved_config)), name
+    assert isinstance(loaded.scheduler, DDIMScheduler)
+    assert torch.equal(generate(loaded, steps=4).parameters, generate(pipe, steps=4).parameters)
+
+
+def test_pipeline_saved_before_the_relayout_generates_the_same_vectors(pipe, saved, tmp_path):
+    """A pipeline saved at cfcbfdb: the target under ``pdiff_hub.target``, the denoiser's MLP as ``time_mlp``."""
+    old = tmp_path / "p"
+    shutil.copytree(saved, old)
+    shutil.rmtree(old / "denoiser")
+    shutil.copytree(LEGACY / "denoiser", old / "denoiser")
+    index = json.loads((old / "model_index.json").read_text())
+    index["target"] = ["pdiff_hub.target", "TargetModel"]
+    (old / "model_index.json").write_text(json.dumps(index))
+    loaded = PDiffPipeline.from_pretrained(old)
+    loaded.set_progress_bar_config(disable=True)
+    expected = load_file(LEGACY / "generated.safetensors")["parameters"]
+    assert torch.equal(generate(loaded, n=2, output_type="pt").parameters, expected)
 
 
 def test_incompatible_components_are_refused(pipe):
