@@ -8,8 +8,9 @@
 Generates ``--num_models`` models in one batch, evaluates them, the collected checkpoints, their weight average and
 the baselines (noise-added checkpoints, averages of random checkpoints, a per-coordinate Gaussian) on the validation
 and test splits, and writes OUT/metrics.json, OUT/report.md, the figures and OUT/args.yaml (atomically: OUT appears
-complete or not at all). Without ``--recipe`` the recipe is read from the parameter dataset's ``args.yaml``, so the
-data are split exactly as at collection; the command line's ``--section.key`` flags override it either way.
+complete or not at all). Without ``--recipe`` the recipe is the one recorded with the pipeline (its ``args.yaml``,
+which holds the collection's data section), so the data are split exactly as at collection; the command line's
+``--section.key`` flags override it either way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import sys
 from pathlib import Path
 
 import torch
-from huggingface_hub import hf_hub_download
 
 from pdiff_hub import PDiffPipeline
 from pdiff_hub.core.io import atomic_output_dir
@@ -31,11 +31,12 @@ from pdiff_hub.evaluation.figures import write_figures
 from pdiff_hub.evaluation.report import render_report
 from pdiff_hub.evaluation.result import EvaluationResult
 from pdiff_hub.evaluation.run import run_evaluation
-from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, load_recipe, recipe_from_args, write_run_args
+from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, recipe_from_args, recorded_recipe, write_run_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     add_recipe_arguments(parser)
     parser.add_argument("--pipeline", required=True, help="pipeline folder or Hub model id")
     parser.add_argument("--param_dataset", required=True, help="parameter dataset folder or Hub dataset id")
@@ -50,18 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def resolve_recipe(args: argparse.Namespace) -> Recipe:
-    """``--recipe`` if given, else the collection's recipe (the parameter dataset's args.yaml); then the overrides."""
+    """``--recipe`` if given, else the recipe recorded with the pipeline (its args.yaml); then the overrides."""
     if args.recipe:
         return recipe_from_args(args)
-    folder = Path(args.param_dataset)
-    if folder.is_dir():
-        path = folder / "args.yaml"
-        if not path.is_file():
-            raise FileNotFoundError(f"{folder} has no args.yaml to read the data section from; pass --recipe")
-    else:
-        path = Path(hf_hub_download(args.param_dataset, "args.yaml", repo_type="dataset",
-                                    revision=args.param_dataset_revision))
-    return recipe_from_args(args, base=load_recipe(path))
+    return recipe_from_args(args, base=recorded_recipe(args.pipeline, revision=args.revision))
 
 
 def print_table(result: EvaluationResult) -> None:
