@@ -82,6 +82,8 @@ def main() -> None:
         f" images={args.images} sets={args.sets}"
     )
     print(f"split={split.is_split} tracer={split.tracer} frontier={split.frontier_names}")
+    if not split.is_split:
+        print(f"no split: {split.fallback_reason}")
 
     # Naive: load each parameter set into the model and run the whole network on every image.
     def naive() -> torch.Tensor:

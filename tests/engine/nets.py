@@ -39,6 +39,16 @@ def convnet() -> nn.Module:
     )
 
 
+class ConvHead(nn.Module):
+    """A convolution, a batch norm and a linear head; each test writes the forward it needs."""
+
+    def __init__(self, head_in: int = 4) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(head_in, 10)
+
+
 def mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 64), nn.ReLU(), nn.Linear(64, 10))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from pdiff_hub.engine.split import FrozenPrefixSplit
 
-from .nets import ATOL, convnet, full_labels, images, layout_of, norm_names, perturbations
+from .nets import ATOL, ConvHead, convnet, full_labels, images, layout_of, norm_names, perturbations
 
 
 def test_prefix_batch_size_does_not_change_the_cache() -> None:
@@ -20,14 +20,8 @@ def test_prefix_batch_size_does_not_change_the_cache() -> None:
             torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
 
-class _InplaceOnFrontier(nn.Module):
+class _InplaceOnFrontier(ConvHead):
     """The generated layer's output is added in place into a cached activation."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(4, 10)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv(x)

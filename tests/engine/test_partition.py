@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call
 
 from pdiff_hub.engine.split import FrozenPrefixSplit
 
-from .nets import ATOL, check_fallback, full_logits, images, layout_of, norm_names, perturbations, timm_model
+from .nets import ATOL, ConvHead, check_fallback, full_logits, images, layout_of, norm_names, perturbations, timm_model
 
 
 def test_resnet_cut_is_finer_than_modules() -> None:
@@ -21,14 +21,11 @@ def test_resnet_cut_is_finer_than_modules() -> None:
     assert "layer4.1.conv2.weight" in suffix_params
 
 
-class _WriteAfterRead(nn.Module):
+class _WriteAfterRead(ConvHead):
     """A frozen in-place op rewrites an activation after the generated layer has read it."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(8, 10)
+        super().__init__(head_in=8)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv(x)
@@ -52,14 +49,8 @@ def test_frozen_write_after_generated_read_keeps_order() -> None:
     torch.testing.assert_close(got, full_logits(model, params, x), atol=ATOL, rtol=0)
 
 
-class _Unused(nn.Module):
-    """``extra`` is a parameter the forward never reads."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3)
-        self.fc = nn.Linear(4, 10)
-        self.extra = nn.Linear(4, 4)
+class _Unused(ConvHead):
+    """``bn`` is never read."""
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.conv(x).mean((2, 3)))
@@ -75,7 +66,7 @@ class _TwoInputs(_Unused):
 def test_unused_generated_parameters_fall_back() -> None:
     torch.manual_seed(0)
     model = _Unused()
-    split = FrozenPrefixSplit.from_model(model, ["extra.weight"])
+    split = FrozenPrefixSplit.from_model(model, ["bn.weight"])
     check_fallback(split, model, images(4), "not used by the traced forward")
 
 

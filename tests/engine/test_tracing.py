@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from pdiff_hub.engine.split import FrozenPrefixSplit
 from pdiff_hub.engine.tracing import trace
 
-from .nets import check_fallback, images, timm_model
+from .nets import ConvHead, check_fallback, images, timm_model
 
 
-class _DataDependent(nn.Module):
+class _DataDependent(ConvHead):
     """Python control flow on tensor values: not traceable by torch.fx."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3)
-        self.fc = nn.Linear(4, 10)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv(x)

@@ -44,7 +44,6 @@ class ParameterEvaluator:
     ):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.model = model
         self.layout = layout
         self.labels = labels
         self.batch_size = batch_size
