@@ -154,14 +154,17 @@ def _builtin_splits(key: str, *, val_size: float | int, seed: int) -> datasets.D
         "label": datasets.ClassLabel(names=list(class_names)),
     })
     return datasets.DatasetDict({
-        split: datasets.Dataset.from_dict({"image": _arrow_images(x), "label": y}, features=features, split=split)
+        split: datasets.Dataset.from_dict({"image": _arrow_images(x), "label": pa.array(y)}, features=features,
+                                          split=split)
         for split, (x, y) in parts.items()
     })
 
 
 def _arrow_images(images: np.ndarray) -> pa.Array:
-    """(N, H, W) pixels as nested fixed-size Arrow lists, which ``from_dict`` casts to ``Array2D`` as a whole
-    (a numpy array would be encoded row by row, several times slower)."""
+    """(N, H, W) pixels as nested fixed-size Arrow lists, which ``from_dict`` casts to ``Array2D`` as a whole.
+
+    ``from_dict`` encodes numpy columns row by row (several times slower), hence Arrow arrays for both columns.
+    """
     _, height, width = images.shape
     rows = pa.FixedSizeListArray.from_arrays(np.ascontiguousarray(images).reshape(-1), width)
     return pa.FixedSizeListArray.from_arrays(rows, height)
