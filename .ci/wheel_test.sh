@@ -7,7 +7,10 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-WORK="${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/pdiff-wheel-test.XXXXXX")}"
+if [ -z "${WORK:-}" ]; then  # a temporary folder, removed after a pass (kept after a failure, to look at)
+    WORK="$(mktemp -d "${TMPDIR:-/tmp}/pdiff-wheel-test.XXXXXX")"
+    trap 'if [ $? -eq 0 ]; then rm -rf "$WORK"; fi' EXIT
+fi
 case "$WORK/" in "$REPO"/*) echo "WORK must be outside the repository" >&2; exit 2 ;; esac
 log() { printf '[wheel_test %(%H:%M:%S)T] %s\n' -1 "$*"; }
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" TQDM_DISABLE=1 PIP_NO_INPUT=1 HF_HUB_OFFLINE=1 HF_HOME="$WORK/hf_home"
@@ -71,4 +74,4 @@ for path, text in cards.items():  # rendered from the templates in the wheel
     assert text in ModelCard.load(path).text, f"{path} lacks {text!r}"
 print("collect -> train -> generate from the installed wheel: ok")
 PY
-log "done in $SECONDS s (files in $WORK)"
+log "done in $SECONDS s"
