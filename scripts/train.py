@@ -22,8 +22,8 @@ from pathlib import Path
 
 from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset
+from pdiff_hub.data.subsets import subsample_splits
 from pdiff_hub.engine.evaluator import ParameterEvaluator
-from pdiff_hub.evaluation.run import subsample_splits
 from pdiff_hub.hub.cards import render_card
 from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, command_line, recipe_from_args, write_run_args
 from pdiff_hub.training.checkpoints import save_pipeline

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
+from pdiff_hub.data.subsets import subsample_splits
 from pdiff_hub.evaluation.baselines import weight_average
 from pdiff_hub.evaluation.generation import generate_parameters
 from pdiff_hub.evaluation.report import render_report
-from pdiff_hub.evaluation.run import run_evaluation, subsample_splits
+from pdiff_hub.evaluation.run import run_evaluation
 from pdiff_hub.recipes.config import EvaluateConfig
 
 from ..components import tiny_target
@@ -88,22 +89,6 @@ def test_a_wrong_record_of_the_originals_accuracy_is_reported(chain, splits):
         result = run_evaluation(pipe, wrong, splits, config, progress=False)
     assert result.checks.max_recorded_vs_recomputed_test_accuracy == pytest.approx(5.0, abs=1e-4)
     assert result.checks.recorded_accuracy_mismatch
-
-
-def test_subsample_splits_is_seeded_and_keeps_pairs(splits):
-    cut = subsample_splits(splits, {"validation": 10, "test": 0, "missing": 5}, seed=1)
-    assert cut["test"] is splits["test"] and cut["train"] is splits["train"]  # 0 and unnamed splits: unchanged
-    images, labels = cut["validation"]
-    assert len(images) == len(labels) == 10
-    full_images, full_labels = splits["validation"]
-    index = [next(i for i in range(len(full_images)) if torch.equal(full_images[i], image)) for image in images]
-    assert index == sorted(index) and len(set(index)) == 10  # a subset, in the original order
-    assert torch.equal(labels, full_labels[index])
-    assert torch.equal(subsample_splits(splits, {"validation": 10}, seed=1)["validation"][0], images)
-    assert not torch.equal(subsample_splits(splits, {"validation": 10}, seed=2)["validation"][0], images)
-    assert subsample_splits(splits, {"validation": 1000})["validation"] is splits["validation"]
-    with pytest.raises(ValueError, match="positive"):
-        subsample_splits(splits, {"test": -1})
 
 
 def test_run_evaluation_on_a_test_subset(chain, splits):

@@ -10,7 +10,6 @@ test accuracy.
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.parameters import ParameterDataset
+from ..data.subsets import Split, subsample_splits
 from ..engine.evaluator import ParameterEvaluator
 from ..engine.split import FrozenPrefixSplit
 from ..pipeline import PDiffPipeline
@@ -47,9 +47,7 @@ from .result import (
 )
 from .verdicts import compare_rows
 
-__all__ = ["Split", "run_evaluation", "subsample_splits"]
-
-Split = tuple[torch.Tensor, torch.Tensor]
+__all__ = ["run_evaluation"]
 
 
 def run_evaluation(
@@ -165,28 +163,6 @@ def run_evaluation(
         checks=checks,
         timings={k: round(v, 3) for k, v in timings.items()},
     )
-
-
-def subsample_splits(splits: Mapping[str, Split], sizes: Mapping[str, int], seed: int = 0) -> dict[str, Split]:
-    """Each split named in ``sizes`` cut to a random subset of that many images (0, or more than it has: unchanged).
-
-    The subset of a split depends only on ``seed``, the split's name and its length, so every row of an evaluation,
-    and every rerun with the same seed, sees the same images (in their original order).
-
-    Raises:
-        ValueError: on a negative size.
-    """
-    result = dict(splits)
-    for split, size in sizes.items():
-        if size < 0:
-            raise ValueError(f"the {split} subset size must be 0 (whole split) or positive, got {size}")
-        if split not in splits or size == 0 or size >= len(splits[split][1]):
-            continue
-        images, labels = splits[split]
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(split.encode()))
-        keep = torch.randperm(len(labels), generator=generator)[:size].sort().values
-        result[split] = (images[keep.to(images.device)], labels[keep.to(labels.device)])
-    return result
 
 
 def _wrong_per_row(
