@@ -245,7 +245,26 @@ def test_unloadable_hub_id_lists_builtins() -> None:
     assert all(name in message for name in BUILTIN_DATASETS) and "pdiff-hub-test/no-such-dataset" in message
 
 
-@pytest.mark.parametrize("name", ["no-such-dataset", "./missing", "/no/such/folder", "a/b/c"])
+def test_a_bare_name_is_tried_on_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Canonical Hub datasets have no org ("cifar10"): a name that is not a path and not a built-in goes to the Hub."""
+    asked = []
+    train = datasets.Dataset.from_dict({"img": [[[0, 1], [2, 3]]] * 10, "label": [0, 1] * 5})
+
+    def load_dataset(name: str, **kwargs) -> datasets.DatasetDict:
+        asked.append(name)
+        return datasets.DatasetDict({"train": train, "test": train})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    splits = load_image_dataset("cifar10", val_size=2)
+    assert asked == ["cifar10"] and len(splits["validation"]) == 2
+
+
+def test_an_unloadable_bare_name_says_what_it_is_not() -> None:
+    with pytest.raises(ValueError, match=r"'no-such-dataset'.*not a built-in dataset.*not a local folder.*Hub"):
+        load_image_dataset("no-such-dataset")  # offline: the Hub cannot be reached
+
+
+@pytest.mark.parametrize("name", ["./missing", "/no/such/folder", "a/b/c"])
 def test_neither_folder_nor_hub_id(name: str) -> None:
     with pytest.raises(FileNotFoundError, match=r"fashion_mnist.*Hub dataset id \('org/name'\)"):
         load_image_dataset(name)

@@ -15,7 +15,8 @@ Sources, tried in this order:
 2. A local folder: a :meth:`datasets.Dataset.save_to_disk` / :meth:`datasets.DatasetDict.save_to_disk` folder, or
    any folder :func:`datasets.load_dataset` understands (parquet files, an image folder, ...). A single ``.parquet``
    file also works.
-3. A Hugging Face Hub dataset id (``org/name``), loaded with :func:`datasets.load_dataset`.
+3. A Hugging Face Hub dataset id (``org/name``, or a canonical name without an org such as ``cifar10``), loaded
+   with :func:`datasets.load_dataset`.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def _load_raw(
             loaded = datasets.load_dataset(str(path), cache_dir=cache)
     elif path.is_file() and path.suffix == ".parquet":
         loaded = datasets.load_dataset("parquet", data_files={"train": str(path)}, cache_dir=cache)
-    elif is_hub_id(name_or_path):
+    elif is_hub_id(name_or_path) or _is_canonical_hub_name(name_or_path):
         try:
             loaded = datasets.load_dataset(name_or_path, revision=revision, cache_dir=cache)
         except Exception as err:  # any Hub failure: unknown here; the cause is chained
@@ -206,6 +207,12 @@ def _load_raw(
     if not isinstance(loaded, datasets.DatasetDict):
         raise ValueError(f"{name_or_path!r} loaded as {type(loaded).__name__}, expected a Dataset or DatasetDict")
     return loaded
+
+
+def _is_canonical_hub_name(name: str) -> bool:
+    """A name without an org that the Hub may redirect (``"cifar10"``, ``"mnist"``): no slash, not path-like."""
+    text = str(name)
+    return "/" not in text and not Path(text).exists() and not text.startswith((".", "~", "\\"))
 
 
 def _finalize(raw: datasets.DatasetDict, *, val_size: float | int, seed: int, source: str) -> datasets.DatasetDict:
