@@ -8,9 +8,12 @@
 Generates ``--num_models`` models in one batch, evaluates them, the collected checkpoints, their weight average and
 the baselines (noise-added checkpoints, averages of random checkpoints, a per-coordinate Gaussian) on the validation
 and test splits, and writes OUT/metrics.json, OUT/report.md, the figures and OUT/args.yaml (atomically: OUT appears
-complete or not at all). Without ``--recipe`` the recipe is the one recorded with the pipeline (its ``args.yaml``,
-which holds the collection's data section), so the data are split exactly as at collection; the command line's
-``--section.key`` flags override it either way.
+complete or not at all). Everything is checked before the work: the output folder (empty, or ``--overwrite``; not
+an input), the pipeline's files against the checksums recorded when it was saved, the recipe's network against the
+pipeline's, and the parameter dataset against the one the pipeline records it was trained on (another one only with
+``--allow_other_param_dataset``). Without ``--recipe`` the recipe is the one recorded with the pipeline (its
+``args.yaml``, which holds the collection's data section), so the data are split exactly as at collection; the
+command line's ``--section.key`` flags override it either way.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from pathlib import Path
 import torch
 
 from pdiff_hub import PDiffPipeline
+from pdiff_hub.core.cli import UsageError, check_output_dir, run_script
 from pdiff_hub.core.io import atomic_output_dir
 from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset
 from pdiff_hub.evaluation.figures import write_figures
+from pdiff_hub.evaluation.generation import check_recipe_target, check_same_param_dataset, check_same_target
 from pdiff_hub.evaluation.report import render_report
 from pdiff_hub.evaluation.result import EvaluationResult
 from pdiff_hub.evaluation.run import run_evaluation
@@ -47,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--revision", default=None, help="revision of a Hub pipeline")
     parser.add_argument("--param_dataset_revision", default=None, help="revision of a Hub parameter dataset")
+    parser.add_argument("--allow_other_param_dataset", action="store_true",
+                        help="evaluate against a parameter dataset other than the one the pipeline was trained on")
     return parser.parse_args(argv)
 
 
@@ -64,14 +71,33 @@ def print_table(result: EvaluationResult) -> None:
         print(f"{row:<16}{t.best:>8.2f}{t.mean:>8.2f}{t.median:>8.2f}{t.std:>7.2f}{t.min:>8.2f}{t.n:>5}   {iou:.3f}")
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """``--device``, else cuda when available; a name torch does not know, or an absent GPU, is refused now."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UsageError(f"--device {name!r} is not a torch device ({err}); use cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} asks for a GPU, but torch sees none here; use --device cpu")
+    return device
+
+
 def main(args: argparse.Namespace) -> None:
+    check_output_dir(args.output_dir, overwrite=args.overwrite, inputs=[args.pipeline, args.param_dataset])
+    device = resolve_device(args.device)
     recipe = resolve_recipe(args)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     params = ParameterDataset.load(args.param_dataset, revision=args.param_dataset_revision)
-    pipe = PDiffPipeline.from_pretrained(args.pipeline, revision=args.revision).to(device)
+    pipe = PDiffPipeline.from_pretrained(args.pipeline, revision=args.revision)
+    check_recipe_target(recipe, pipe.target)
+    check_same_target(pipe.target, params.target)
+    check_same_param_dataset(pipe, params, allow_other=args.allow_other_param_dataset)
+    pipe.to(device)
     params.target.to(device)
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
-    result = run_evaluation(pipe, params, splits, recipe.evaluate)
+    result = run_evaluation(pipe, params, splits, recipe.evaluate,
+                            allow_other_param_dataset=args.allow_other_param_dataset)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp:
@@ -84,4 +110,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args)

@@ -135,6 +135,7 @@ def test_nan_weights_in_autoencoder_are_refused(saved, tmp_path):
     tensors = load_file(weights)
     tensors["from_latent.weight"] = torch.full_like(tensors["from_latent.weight"], float("nan"))
     save_file(tensors, weights)
+    (broken / "pdiff_hub.json").unlink()  # as saved before checksums were recorded: only generation can tell
     pipe = PDiffPipeline.from_pretrained(broken)
     pipe.set_progress_bar_config(disable=True)
     with pytest.raises(RuntimeError, match="NaN"):
@@ -173,6 +174,7 @@ def test_pipeline_saved_before_the_relayout_generates_the_same_vectors(pipe, sav
     index = json.loads((old / "model_index.json").read_text())
     index["target"] = ["pdiff_hub.target", "TargetModel"]
     (old / "model_index.json").write_text(json.dumps(index))
+    (old / "pdiff_hub.json").unlink()  # that version recorded no checksums
     loaded = PDiffPipeline.from_pretrained(old)
     loaded.set_progress_bar_config(disable=True)
     expected = load_file(LEGACY / "generated.safetensors")["parameters"]
@@ -186,3 +188,15 @@ def test_incompatible_components_are_refused(pipe):
     den = LatentDenoiser(latent_dim=8, channels=(1, 8, 1))
     with pytest.raises(ValueError, match="latents of 8"):
         PDiffPipeline(pipe.target, pipe.autoencoder, den, pipe.scheduler)
+
+
+def test_save_records_checksums_and_provenance_that_loading_reads_back(tmp_path):
+    pipe = tiny_pipeline()
+    pipe.register_provenance(param_dataset_fingerprint="f" * 64, recipe_hash="r" * 64, seed=3)
+    pipe.save_pretrained(tmp_path / "a")
+    record = json.loads((tmp_path / "a" / "pdiff_hub.json").read_text())
+    assert set(record["checksums"]) == {"target", "autoencoder", "denoiser"}
+    loaded = PDiffPipeline.from_pretrained(tmp_path / "a")
+    assert loaded.provenance == {"param_dataset_fingerprint": "f" * 64, "recipe_hash": "r" * 64, "seed": 3}
+    loaded.save_pretrained(tmp_path / "b")  # a loaded pipeline saved again keeps its identity
+    assert json.loads((tmp_path / "b" / "pdiff_hub.json").read_text()) == record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,6 +29,9 @@ from .models.target import TargetModel
 __all__ = ["PDiffPipeline", "PDiffPipelineOutput"]
 
 COMPONENTS = ("target", "autoencoder", "denoiser", "scheduler")
+RECORD_FILE = "pdiff_hub.json"
+"""Beside model_index.json: the sha256 of every component's weights and the identity of the run that made them."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Pipelines saved before the target moved into pdiff_hub.models name its old module in model_index.json. diffusers
 # looks a component's module up among the imported ones (it never imports a name read from a file), so the old name
 # is registered as an alias of the new module.
@@ -79,6 +83,21 @@ class PDiffPipeline(DiffusionPipeline):
         super().__init__()
         _check_compatible(target, autoencoder, denoiser)
         self.register_modules(target=target, autoencoder=autoencoder, denoiser=denoiser, scheduler=scheduler)
+        self.provenance: dict[str, str | int] = {}
+
+    def register_provenance(self, **identity: str | int) -> None:
+        """Record the identity of the run that made this pipeline; ``save_pretrained`` writes it, loading reads it.
+
+        Known keys: ``param_dataset_fingerprint`` (:attr:`pdiff_hub.data.parameters.ParameterDataset.fingerprint`
+        of the checkpoints it was trained on: evaluation refuses another parameter dataset by it) and
+        ``recipe_hash`` (the training recipe's). Other JSON values (a seed) are kept as given.
+
+        Example:
+            ```py
+            >>> pipe.register_provenance(param_dataset_fingerprint=params.fingerprint, recipe_hash="9f2c...")
+            ```
+        """
+        self.provenance.update(identity)
 
     @torch.no_grad()
     def __call__(
@@ -128,23 +147,45 @@ class PDiffPipeline(DiffusionPipeline):
             return (models, parameters)
         return PDiffPipelineOutput(models=models, parameters=parameters)
 
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, push_to_hub: bool = False, **kwargs) -> None:
+        """``DiffusionPipeline.save_pretrained``, plus ``pdiff_hub.json``: the sha256 of every component's weights
+        file and :attr:`provenance`, so that a replaced or damaged component is named when the folder is loaded.
+
+        With ``push_to_hub``, the folder is uploaded by :meth:`push_to_hub` (``repo_id``, ``commit_message``,
+        ``private``, ``token`` and ``create_pr`` are passed on), record included.
+        """
+        hub_keys = ("repo_id", "commit_message", "private", "token", "create_pr")
+        hub_kwargs = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
+        super().save_pretrained(save_directory, *args, **kwargs)
+        folder = Path(save_directory)
+        record = {"checksums": {name: _weight_checksums(folder / name) for name in COMPONENTS if name != "scheduler"},
+                  "provenance": self.provenance, "pdiff_hub_version": __version__}
+        (folder / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        if push_to_hub:
+            self.push_to_hub(hub_kwargs.pop("repo_id", folder.name), **hub_kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> PDiffPipeline:
         """Load a pipeline from a local folder or a Hub repo id.
 
         A repo id is downloaded with ``huggingface_hub.snapshot_download`` (``revision``, ``token``, ``cache_dir``
         and ``local_files_only`` are passed on), then loaded from the folder. Every component folder and
-        safetensors file is checked first, so a missing or corrupt file is named rather than silently replaced.
-        Pipelines saved by earlier versions, which name modules that have since moved, load unchanged. Other keyword
-        arguments go to ``DiffusionPipeline.from_pretrained``.
+        safetensors file is checked first, so a missing or corrupt file is named rather than silently replaced, and
+        every weights file must match the checksum recorded in ``pdiff_hub.json`` when the pipeline was saved (a
+        component swapped in from another run is refused). Pipelines saved by earlier versions, without that record
+        or naming modules that have since moved, load unchanged. Other keyword arguments go to
+        ``DiffusionPipeline.from_pretrained``.
         """
         hub_keys = ("revision", "token", "cache_dir", "local_files_only")
         hub_kwargs = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
         path = resolve_folder(pretrained_model_name_or_path, "pipeline folder",
                               lambda repo_id: snapshot_download(repo_id, **hub_kwargs))
         check_pipeline_folder(path, trust_remote_code=kwargs.get("trust_remote_code", False))
+        record = check_recorded_checksums(path)
         kwargs.setdefault("use_safetensors", True)
-        return super().from_pretrained(path, **kwargs)
+        pipe = super().from_pretrained(path, **kwargs)
+        pipe.provenance = dict(record.get("provenance", {})) if record else {}
+        return pipe
 
     def push_to_hub(
         self,
@@ -222,7 +263,12 @@ def check_pipeline_folder(path: Path, trust_remote_code: bool = False) -> None:
     index_file = path / "model_index.json"
     if not index_file.is_file():
         raise FileNotFoundError(f"{path} has no model_index.json: it is not a saved pipeline")
-    index = json.loads(index_file.read_text())
+    try:
+        index = json.loads(index_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{index_file} is not valid JSON ({err}); re-download or re-save the pipeline") from err
+    if not isinstance(index, dict):
+        raise ValueError(f"{index_file} is not a pipeline index (a JSON object naming the components)")
     if not trust_remote_code:
         code = sorted(str(p.relative_to(path)) for p in path.rglob("*.py"))
         foreign = {k: v for k, v in index.items() if isinstance(v, list) and v and v[0] is not None
@@ -248,6 +294,51 @@ def check_pipeline_folder(path: Path, trust_remote_code: bool = False) -> None:
                         f.get_slice(key)
             except Exception as err:  # safetensors raises several error types for damaged files
                 raise OSError(f"{file} is corrupt or truncated ({err}); re-download or re-save the pipeline") from err
+
+
+def check_recorded_checksums(path: Path) -> dict | None:
+    """Compare every component's weights with the sha256 recorded in ``pdiff_hub.json``; return the record.
+
+    Returns None for a pipeline saved before the record existed (nothing to compare).
+
+    Raises:
+        OSError: naming the component whose weights were replaced, damaged, removed or added since saving.
+    """
+    record_file = path / RECORD_FILE
+    if not record_file.is_file():
+        return None
+    try:
+        record = json.loads(record_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise OSError(f"{record_file} is damaged ({err}); re-download or re-save the pipeline") from err
+    recorded = record.get("checksums") if isinstance(record, dict) else None
+    if not isinstance(recorded, dict) or not set(recorded) <= set(COMPONENTS) or not all(
+            isinstance(files, dict) for files in recorded.values()):
+        raise OSError(f"{record_file} is damaged: its 'checksums' are not the component -> file -> sha256 table "
+                      "that save_pretrained writes; re-download or re-save the pipeline")
+    for name, files in recorded.items():
+        found = _weight_checksums(path / name)
+        if set(found) != set(files):
+            raise OSError(f"The {name}'s weights files {sorted(found)} are not those recorded when the pipeline was "
+                          f"saved ({sorted(files)}): it was replaced or damaged; re-download or re-save the pipeline")
+        changed = sorted(file for file, digest in files.items() if found[file] != digest)
+        if changed:
+            raise OSError(f"The {name}'s weights ({', '.join(changed)}) do not match the checksum recorded when the "
+                          "pipeline was saved: it was replaced or damaged; re-download or re-save the pipeline")
+    return record
+
+
+def _weight_checksums(folder: Path) -> dict[str, str]:
+    """File name -> sha256 of each weights file of a component folder."""
+    checksums = {}
+    for file in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if file.is_file() and file.name.endswith(WEIGHT_SUFFIXES):
+            digest = hashlib.sha256()
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            checksums[file.name] = digest.hexdigest()
+    return checksums
 
 
 def _check_compatible(target: TargetModel, autoencoder: ParameterAutoencoder, denoiser: LatentDenoiser) -> None:

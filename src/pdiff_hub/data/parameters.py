@@ -8,14 +8,18 @@ On disk (and in a Hub dataset repo) it is one folder::
     args.yaml          the arguments of the collection run
 
 Each row holds ``parameters`` (a float32 vector of fixed length D) and ``step``, ``seed``, ``lr``,
-``val_accuracy``, ``test_accuracy``.
+``val_accuracy``, ``test_accuracy``. :attr:`ParameterDataset.fingerprint` identifies the vectors a pipeline was
+trained on, so that evaluation can tell a pipeline's own parameter dataset from another one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import datasets
@@ -50,10 +54,17 @@ def build_parameter_table(vectors: torch.Tensor, rows: Sequence[dict]) -> datase
 
 @dataclass
 class ParameterDataset:
-    """Collected checkpoints (``dataset``) and the network they belong to (``target``)."""
+    """Collected checkpoints (``dataset``) and the network they belong to (``target``).
+
+    Args:
+        dataset: one row per checkpoint (see the module docstring).
+        target: the network, its frozen weights and the layout of ``parameters``.
+        source: where it was loaded from (a folder or a Hub id), for messages; None when built in memory.
+    """
 
     dataset: datasets.Dataset
     target: TargetModel
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if "parameters" not in self.dataset.column_names:
@@ -70,6 +81,19 @@ class ParameterDataset:
         """All checkpoints as a (K, D) float32 tensor."""
         return torch.from_numpy(np.asarray(self.dataset.with_format("numpy")[:]["parameters"]).astype(np.float32))
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the vectors (little-endian float32, in row order) and of the layout they fill.
+
+        Two parameter datasets share it only if a pipeline trained on one was trained on the other's exact data;
+        the metadata columns (accuracies, steps) do not enter it.
+        """
+        layout = self.target.layout
+        digest = hashlib.sha256(json.dumps({"model_name": self.target.config.model_name, "names": list(layout.names),
+                                            "shapes": [list(s) for s in layout.shapes]}).encode())
+        digest.update(np.ascontiguousarray(self.vectors.numpy(), dtype="<f4").tobytes())
+        return digest.hexdigest()
+
     def column(self, name: str) -> torch.Tensor:
         return torch.as_tensor(self.dataset.with_format("numpy")[:][name])
 
@@ -80,13 +104,44 @@ class ParameterDataset:
         self.target.save_pretrained(folder / "target")
 
     @classmethod
-    def load(cls, path_or_repo_id: str | os.PathLike, revision: str | None = None, token: str | None = None):
-        """Load from a local folder or a Hub dataset repo id (downloaded with ``snapshot_download``)."""
+    def load(cls, path_or_repo_id: str | os.PathLike, revision: str | None = None,
+             token: str | None = None) -> ParameterDataset:
+        """Load from a local folder or a Hub dataset repo id (downloaded with ``snapshot_download``).
+
+        Raises:
+            FileNotFoundError: when the folder lacks ``dataset/`` or ``target/``.
+            OSError: when either cannot be read (damaged, truncated, or not what pdiff_hub writes).
+            ValueError: when rows hold NaN or infinite values, or the vectors do not fit the target's layout.
+        """
         folder = resolve_folder(path_or_repo_id, "parameter dataset (create one with scripts/collect.py)",
                                 lambda repo_id: snapshot_download(repo_id, repo_type="dataset", revision=revision,
                                                                   token=token))
         for part in ("dataset", "target"):
             if not (folder / part).is_dir():
                 raise FileNotFoundError(f"{folder} is not a parameter dataset: it has no {part}/ folder")
-        dataset = datasets.load_from_disk(str(folder / "dataset"))
-        return cls(dataset=dataset, target=TargetModel.from_pretrained(folder / "target"))
+        try:
+            dataset = datasets.load_from_disk(str(folder / "dataset"))
+            target = TargetModel.from_pretrained(folder / "target")
+        except Exception as err:  # datasets, pyarrow and diffusers raise many types for a damaged folder
+            raise OSError(f"The parameter dataset at {path_or_repo_id} cannot be read ({_first_line(err)}); "
+                          "re-collect it with scripts/collect.py or download it again") from err
+        if not isinstance(dataset, datasets.Dataset):
+            raise ValueError(f"{folder / 'dataset'} holds a DatasetDict, not the single table of checkpoints that "
+                             "scripts/collect.py writes")
+        params = cls(dataset=dataset, target=target, source=str(path_or_repo_id))
+        _check_finite(params.vectors, params.source)
+        return params
+
+
+def _check_finite(vectors: torch.Tensor, source: str) -> None:
+    """NaN or infinite checkpoints come from a diverged collection; training on them fails far from the cause."""
+    bad = (~torch.isfinite(vectors).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise ValueError(f"Rows {shown} of the parameter dataset at {source} hold NaN or infinite values; re-collect "
+                         "it (a lower collect.lr keeps the collection from diverging)")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__

@@ -1,14 +1,20 @@
-"""Sampling the models to evaluate, from a pipeline checked to belong to the parameter dataset's network."""
+"""Sampling the models to evaluate, from a pipeline checked to belong to the parameter dataset and its network."""
 
 from __future__ import annotations
+
+import json
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from ..core.layout import ParameterLayout
+from ..data.parameters import ParameterDataset
 from ..models.target import TargetModel
 from ..pipeline import PDiffPipeline
+from ..recipes.config import Recipe
 
-__all__ = ["SCHEDULERS", "check_same_target", "generate_parameters"]
+__all__ = ["SCHEDULERS", "check_recipe_target", "check_same_param_dataset", "check_same_target",
+           "generate_parameters"]
 
 SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
 """The samplers ``evaluate.scheduler`` can name."""
@@ -44,6 +50,53 @@ def check_same_target(generating: TargetModel, collected: TargetModel) -> None:
                 f"The frozen weights differ ({name!r}): the pipeline was trained on checkpoints of "
                 "another base model than this parameter dataset's"
             )
+
+
+def check_same_param_dataset(pipe: PDiffPipeline, params: ParameterDataset, allow_other: bool = False) -> None:
+    """Raise ``ValueError`` when the pipeline records that it was trained on another parameter dataset.
+
+    The fingerprint a trained pipeline records (``pipe.provenance["param_dataset_fingerprint"]``) is compared with
+    ``params.fingerprint``; a pipeline that records none (saved before the record existed, or built by hand) passes.
+    Comparing against foreign checkpoints is legitimate only on purpose: ``allow_other`` says so.
+    """
+    recorded = pipe.provenance.get("param_dataset_fingerprint")
+    if allow_other or recorded is None or recorded == params.fingerprint:
+        return
+    raise ValueError(
+        f"The pipeline {pipe.name_or_path or ''} was trained on the parameter dataset with fingerprint "
+        f"{str(recorded)[:12]}, not on {params.source or 'the given one'} (fingerprint {params.fingerprint[:12]}); "
+        "evaluate it with its own parameter dataset, or allow this with --allow_other_param_dataset "
+        "(allow_other_param_dataset=True)"
+    )
+
+
+def check_recipe_target(recipe: Recipe, target: TargetModel) -> None:
+    """Raise ``ValueError`` unless the recipe describes the pipeline's network.
+
+    The evaluation images are prepared from the recipe (``data.image_size``, ``target.model_kwargs``' channels and
+    classes): a recipe of another network would evaluate the models on the wrong inputs.
+    """
+    config = target.config
+    pairs = {
+        "target.model_name": (recipe.target.model_name, config.model_name),
+        "target.model_kwargs": (_plain(recipe.target.model_kwargs), _plain(config.model_kwargs or {})),
+        "data.image_size": (recipe.data.image_size, config.image_size),
+    }
+    for key, (ours, theirs) in pairs.items():
+        if ours != theirs:
+            raise ValueError(f"The recipe's {key} is {ours!r} but the pipeline's network has {theirs!r}; use the "
+                             "recipe the pipeline was trained with (without --recipe, the one recorded beside it)")
+    if list(recipe.target.param_patterns) != list(config.param_patterns):
+        layout = ParameterLayout.from_model(target.model, list(recipe.target.param_patterns))
+        if layout != target.layout:
+            raise ValueError(f"The recipe's target.param_patterns {list(recipe.target.param_patterns)} select "
+                             f"{layout.num_params} values, but the pipeline generates {target.layout.num_params} "
+                             f"({list(config.param_patterns)}); use the recipe the pipeline was trained with")
+
+
+def _plain(value: object) -> object:
+    """``value`` as JSON reads it back (tuples become lists), so that a recorded and a live config compare equal."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def generate_parameters(

@@ -32,7 +32,7 @@ from .checks import (
     latent_nearest_original,
     recorded_accuracy_gap,
 )
-from .generation import check_same_target, generate_parameters
+from .generation import check_same_param_dataset, check_same_target, generate_parameters
 from .metrics import distribution, max_iou, mean_iou_between, mean_pairwise_iou, nearest_l2, summarize
 from .result import (
     ENSEMBLE,
@@ -56,6 +56,7 @@ def run_evaluation(
     splits: Mapping[str, Split],
     config: EvaluateConfig,
     progress: bool = True,
+    allow_other_param_dataset: bool = False,
 ) -> EvaluationResult:
     """Table 1, the similarity analysis and the critique's baselines for one pipeline and its parameter dataset.
 
@@ -72,6 +73,8 @@ def run_evaluation(
             (or with an empty) validation split, "best" is the highest test accuracy and the result says so.
         config: the recipe's ``evaluate`` section.
         progress: show progress bars.
+        allow_other_param_dataset: evaluate even when the pipeline records that it was trained on another
+            parameter dataset (see :func:`~pdiff_hub.evaluation.generation.check_same_param_dataset`).
 
     Returns:
         The measures, the verdicts of p-diff against every other row and the checks.
@@ -84,6 +87,7 @@ def run_evaluation(
     """
     start = time.perf_counter()
     check_same_target(pipe.target, params.target)
+    check_same_param_dataset(pipe, params, allow_other=allow_other_param_dataset)
     if config.num_models < 1:
         raise ValueError(f"evaluate.num_models must be at least 1, got {config.num_models}")
     if "test" not in splits or len(splits["test"][1]) == 0:
