@@ -22,7 +22,9 @@ For every step the command, its seed(s), its wall time and whether it ran or was
 ensemble / p-diff best (the model chosen on validation) and mean; the mean of each of the critique's baselines
 (average of 16 random checkpoints, per-coordinate Gaussian, noise-added checkpoints); the mean max-IoU of wrong
 predictions to the originals for p-diff and for the originals among themselves; whether p-diff's mean is within 0.3
-points of the originals' mean (or above it); and which baselines p-diff beats by mean accuracy.
+points of the originals' mean (or above it); and which baselines p-diff beats by mean accuracy, as the evaluation
+decided and stored it in ``metrics.json``'s ``verdict`` section (a higher mean beyond two standard errors of the
+difference), so that the table and the evaluation's report never disagree.
 """
 
 from __future__ import annotations
@@ -194,10 +196,21 @@ def run_recipe(recipe: str, out: Path, reuse_dir: Path | None, overrides: dict[s
 
 
 def table_row(record: dict) -> dict:
-    """One line of the combined table from a recipe's ``eval/metrics.json`` (and its collection metrics)."""
-    metrics = json.loads((Path(record["dirs"]["evaluate"]) / "metrics.json").read_text())
+    """One line of the combined table from a recipe's ``eval/metrics.json`` (and its collection metrics).
+
+    Which baselines p-diff beats is read from the evaluation's stored verdicts, never judged again here.
+
+    Raises:
+        ValueError: when ``metrics.json`` has no verdict for a baseline (written by an older evaluation).
+    """
+    metrics_file = Path(record["dirs"]["evaluate"]) / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
     table, similarity = metrics["table"], metrics["similarity"]["rows"]
     baselines = {row: table[row]["mean"] for row in table if row not in MAIN_ROWS}
+    verdicts = metrics.get("verdict") or {}
+    missing = [row for row in baselines if row not in verdicts]
+    if missing:
+        raise ValueError(f"{metrics_file} stores no verdict for {missing}; evaluate again to tabulate it")
     pdiff_mean, original_mean = table["p-diff"]["mean"], table["original"]["mean"]
     collect_metrics = Path(record["dirs"]["collect"]) / "metrics.json"
     base_acc = json.loads(collect_metrics.read_text()).get("base_test_accuracy") if collect_metrics.is_file() else None
@@ -216,7 +229,7 @@ def table_row(record: dict) -> dict:
         "max_iou_pdiff": similarity["p-diff"]["max_iou"]["mean"],
         "max_iou_originals": similarity["original"]["max_iou"]["mean"],
         "pdiff_matches_originals": pdiff_mean >= original_mean - TOLERANCE,
-        "beats_baselines": [row for row, mean in baselines.items() if pdiff_mean > mean],
+        "beats_baselines": [row for row in baselines if verdicts[row]["mean_beats"]],
         "split_sizes": metrics["setup"]["split_sizes"],
         "full_split_sizes": metrics["setup"].get("full_split_sizes", metrics["setup"]["split_sizes"]),
         "checks": metrics.get("checks", {}),
@@ -234,7 +247,7 @@ def render_markdown(rows: list[dict], failures: dict[str, str], quick: bool) -> 
     header = (["recipe", "model", "D", "K", "original best", "original mean", "ensemble", "p-diff best",
                "p-diff mean"] + [f"{name} mean" for name in baseline_names]
               + ["max-IoU p-diff", "max-IoU originals", f"p-diff mean ≥ originals' mean − {TOLERANCE}?",
-                 "beats which baselines (by mean)", "wall s (collect/train/eval)"])
+                 "beats which baselines (mean, beyond 2 SE)", "wall s (collect/train/eval)"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         walls = "/".join(_fmt(row["wall_s"].get(step), 0) for step in STEPS)
