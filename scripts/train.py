@@ -11,6 +11,10 @@ Training state is saved every ``--checkpointing_steps`` under OUT/checkpoints/ (
 killed run resumes with ``--resume_from_checkpoint latest`` and ends with the same weights as an uninterrupted one.
 At the end OUT holds the pipeline (``PDiffPipeline.from_pretrained(OUT)``), its model card, ``metrics.json`` (with
 the checkpoints' test accuracy before and after the autoencoder) and ``args.yaml``.
+
+OUT is checked before anything is loaded: it may not be, contain or lie inside the parameter dataset; a pipeline or
+any other content in it is replaced only with ``--overwrite``; its checkpoints are resumed only by the run that wrote
+them (same recipe, parameter dataset and seed), and replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import json
 import sys
 from pathlib import Path
 
+from pdiff_hub.core.cli import UsageError, check_output_dir, run_script
+from pdiff_hub.core.io import is_temporary
 from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset
 from pdiff_hub.data.subsets import subsample_splits
@@ -38,7 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", required=True, help="where the pipeline and checkpoints are written")
     parser.add_argument("--checkpointing_steps", type=int, default=500, help="save the training state every N steps")
     parser.add_argument("--checkpoints_total_limit", type=int, default=2, help="keep at most N checkpoints")
-    parser.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
+    parser.add_argument("--resume_from_checkpoint", default=None,
+                        help="a checkpoint folder of this run, or 'latest' (its newest; a new run if there is none)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the pipeline in OUT, and checkpoints there that this run does not resume")
     parser.add_argument("--report_to", default="auto",
                         help="'tensorboard', 'none', or 'auto' (tensorboard if installed)")
     parser.add_argument("--skip_eval", action="store_true", help="do not measure reconstruction accuracy at the end")
@@ -49,16 +58,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id org/name")
+    for flag in ("checkpointing_steps", "checkpoints_total_limit"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag} is {getattr(args, flag)}; give a whole number, 1 or more")
     return args
+
+
+def check_run_folder(args: argparse.Namespace) -> Path:
+    """Refuse an output folder this run must not write, before anything is loaded.
+
+    Refused always: a file, the current folder or one above it, a folder that is, contains or lies inside the
+    parameter dataset, a folder that cannot be written. Without ``--overwrite``: a folder holding a pipeline, and any
+    other content than the checkpoints (and logs) of a run that ``--resume_from_checkpoint`` continues. Whose
+    checkpoints they are is checked by the trainer, once the parameter dataset is loaded.
+    """
+    output_dir = check_output_dir(args.output_dir, overwrite=True, inputs=[args.param_dataset])
+    if args.overwrite or not output_dir.is_dir():
+        return output_dir
+    if (output_dir / "model_index.json").exists():
+        raise UsageError(f"--output_dir {args.output_dir} holds a pipeline; pass --overwrite to replace it, or choose "
+                         "another folder")
+    content = sorted(p.name for p in output_dir.iterdir() if not is_temporary(p.name))
+    if "checkpoints" in content and not args.resume_from_checkpoint:
+        raise UsageError(f"--output_dir {args.output_dir} holds the checkpoints of an unfinished run; pass "
+                         "--resume_from_checkpoint latest to continue it, or --overwrite to start a new one")
+    others = [name for name in content if name not in ("checkpoints", "logs")]
+    if others:
+        raise UsageError(f"--output_dir {args.output_dir} exists and holds {', '.join(others[:3])}; pass "
+                         "--overwrite to write the pipeline beside them, or choose another folder")
+    return output_dir
 
 
 def main(args: argparse.Namespace) -> None:
     recipe = recipe_from_args(args)
+    output_dir = check_run_folder(args)
     params = ParameterDataset.load(args.param_dataset, revision=args.param_dataset_revision)
-    output_dir = Path(args.output_dir)
     trainer = PDiffTrainer(recipe, params, output_dir, checkpointing_steps=args.checkpointing_steps,
-                           checkpoints_total_limit=args.checkpoints_total_limit, report_to=args.report_to)
-    result = trainer.train(args.resume_from_checkpoint)
+                           checkpoints_total_limit=args.checkpoints_total_limit, report_to=args.report_to,
+                           resume_from_checkpoint=args.resume_from_checkpoint, overwrite=args.overwrite)
+    result = trainer.train()
     if result is None:  # not the main process
         return
 
@@ -69,9 +107,9 @@ def main(args: argparse.Namespace) -> None:
         metrics.update(reconstruction_accuracy(result.pipeline.autoencoder, params.vectors, evaluator))
     command = command_line(sys.argv)
     card = pipeline_card(recipe, args, metrics, command, params)
-    output_dir.mkdir(parents=True, exist_ok=True)
     save_pipeline(result.pipeline, output_dir, {"README.md": card, "metrics.json": json.dumps(metrics, indent=2)})
     write_run_args(output_dir, recipe, command=command, param_dataset=str(args.param_dataset))
+    trainer.checkpoints.discard_replaced()  # an earlier run's, replaced with --overwrite (if none was saved yet)
     print(f"Saved the pipeline to {output_dir} ({result.train_seconds:.1f} s of training)")
     for key in ("original_mean_test_accuracy", "reconstructed_mean_test_accuracy"):
         if key in metrics:
@@ -108,4 +146,4 @@ def pipeline_card(recipe: Recipe, args: argparse.Namespace, metrics: dict, comma
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args)

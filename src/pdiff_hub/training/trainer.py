@@ -3,7 +3,8 @@
 Stage 1 trains the :class:`~pdiff_hub.ParameterAutoencoder` on the collected parameter vectors (noise augmentation
 on); stage 2 freezes it, encodes the vectors once and trains the :class:`~pdiff_hub.LatentDenoiser` with the DDPM
 objective. The training state is saved every ``checkpointing_steps`` under ``OUTPUT_DIR/checkpoints/``; a run
-resumed from one ends with the same weights as an uninterrupted run.
+resumed from one ends with the same weights as an uninterrupted run. The checkpoints belong to one run
+(:mod:`.checkpoints`, :mod:`.identity`): the folder is checked before anything is built or written.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from ..core.cli import UsageError
+from ..core.io import remove_stale_temporaries
 from ..data.parameters import ParameterDataset
 from ..engine.evaluator import ParameterEvaluator
 from ..models.autoencoder import ParameterAutoencoder
@@ -27,7 +30,8 @@ from ..models.denoiser import LatentDenoiser
 from ..models.target import TargetModel
 from ..pipeline import PDiffPipeline
 from ..recipes.config import Recipe
-from .checkpoints import checkpoint_step, find_checkpoint, save_checkpoint
+from .checkpoints import RunCheckpoints, checkpoint_step, load_state, register_ema_checkpointing
+from .identity import run_identity
 from .objectives import (
     autoencoder_loss,
     build_autoencoder,
@@ -37,7 +41,8 @@ from .objectives import (
     sample_batch,
 )
 
-__all__ = ["PDiffTrainer", "TrainingResult", "check_recipe_matches", "reconstruction_accuracy", "tracker"]
+__all__ = ["PDiffTrainer", "TrainingResult", "check_recipe_matches", "check_steps", "reconstruction_accuracy",
+           "tracker"]
 
 
 @dataclass
@@ -72,6 +77,18 @@ def check_recipe_matches(recipe: Recipe, target: TargetModel) -> None:
         )
 
 
+def check_steps(recipe: Recipe) -> None:
+    """Both stages train at least one step: a pipeline with an untrained component is never the result of a run.
+
+    Raises:
+        UsageError: naming the key and its value.
+    """
+    for key in ("autoencoder_steps", "diffusion_steps"):
+        value = getattr(recipe.train, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UsageError(f"train.{key} is {value!r}; both training stages need a whole number of steps, 1 or more")
+
+
 def tracker(report_to: str) -> str | None:
     """The accelerate tracker for ``report_to``: ``"auto"`` is tensorboard when it is installed, else none."""
     if report_to == "auto":
@@ -93,22 +110,35 @@ class PDiffTrainer:
         checkpointing_steps: save the training state every this many steps.
         checkpoints_total_limit: keep at most this many checkpoints.
         report_to: ``"tensorboard"``, ``"none"``, any accelerate tracker, or ``"auto"`` (see :func:`tracker`).
+        resume_from_checkpoint: a checkpoint folder of this run, or ``"latest"`` (a new run when there is none yet).
+        overwrite: replace the checkpoints in ``output_dir/checkpoints`` that this run does not resume, once it has
+            saved its own (without it, such checkpoints are refused).
 
     Raises:
-        ValueError: when the recipe's target does not match the parameter dataset's.
+        ValueError: when the recipe's target does not match the parameter dataset's, a stage has no steps, or the
+            checkpoints folder holds checkpoints of another run or a checkpoint that is refused (UsageError).
     """
 
     def __init__(self, recipe: Recipe, params: ParameterDataset, output_dir: str | Path, *,
-                 checkpointing_steps: int = 500, checkpoints_total_limit: int = 2, report_to: str = "auto"):
+                 checkpointing_steps: int = 500, checkpoints_total_limit: int = 2, report_to: str = "auto",
+                 resume_from_checkpoint: str | None = None, overwrite: bool = False):
         check_recipe_matches(recipe, params.target)
+        check_steps(recipe)
         self.recipe, self.params = recipe, params
-        output_dir = Path(output_dir)
-        self.checkpoint_dir = output_dir / "checkpoints"
-        self.checkpointing_steps, self.checkpoints_total_limit = checkpointing_steps, checkpoints_total_limit
+        self.output_dir = Path(output_dir)
+        self.checkpoint_dir = self.output_dir / "checkpoints"
+        self.checkpointing_steps = checkpointing_steps
+        self.checkpoints = RunCheckpoints(self.checkpoint_dir, run_identity(recipe, params), checkpoints_total_limit)
+        self.resume_from = self.checkpoints.start(resume_from_checkpoint, overwrite)
+        self.resume_requested = bool(resume_from_checkpoint)
         self.accelerator = Accelerator(
             log_with=tracker(report_to),
-            project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir),
+                                                logging_dir=str(self.output_dir / "logs")),
         )
+        if self.accelerator.is_main_process:  # the run owns its folder: what a killed run of it left goes
+            remove_stale_temporaries(self.output_dir)
+            remove_stale_temporaries(self.checkpoint_dir)
         t = recipe.train
         # The seed comes before the components are built: it decides their initial weights.
         set_seed(t.seed)
@@ -130,31 +160,31 @@ class PDiffTrainer:
             self.ema = EMAModel(unwrapped.parameters(), decay=t.ema_decay, model_cls=LatentDenoiser,
                                 model_config=unwrapped.config)
             self.ema.to(self.accelerator.device)
-            self.accelerator.register_for_checkpointing(self.ema)
+            register_ema_checkpointing(self.accelerator, self.ema, LatentDenoiser)
         self.total_steps = t.autoencoder_steps + t.diffusion_steps
 
-    def resume(self, which: str) -> int:
-        """Load the checkpoint ``which`` (a folder, or ``"latest"``); the step to continue from (0 if none)."""
-        checkpoint = find_checkpoint(self.checkpoint_dir, which)
-        if checkpoint is None:
-            self.accelerator.print(f"No checkpoint in {self.checkpoint_dir}: starting a new run")
+    def resume(self) -> int:
+        """Load the checkpoint chosen at construction; the step to continue from (0 if none)."""
+        if self.resume_from is None:
+            if self.resume_requested:
+                self.accelerator.print(f"No checkpoint in {self.checkpoint_dir}: starting a new run")
             return 0
-        self.accelerator.load_state(str(checkpoint))
-        step = checkpoint_step(checkpoint)
-        self.accelerator.print(f"Resumed from {checkpoint} at step {step}/{self.total_steps}")
+        load_state(self.accelerator, self.resume_from)
+        step = checkpoint_step(self.resume_from)
+        self.accelerator.print(f"Resumed from {self.resume_from} at step {step}/{self.total_steps}")
         return step
 
-    def train(self, resume_from_checkpoint: str | None = None) -> TrainingResult | None:
+    def train(self) -> TrainingResult | None:
         """Run both stages to the end; the result on the main process, None on the others.
 
-        Args:
-            resume_from_checkpoint: a checkpoint folder, or ``"latest"`` (a new run when there is none yet).
+        Checkpoints of an earlier run that this one replaces (``overwrite``) are removed with its first checkpoint;
+        when it saves none, call ``self.checkpoints.discard_replaced()`` once its result is saved.
 
         Raises:
             FloatingPointError: when a loss is not finite, naming the stage whose learning rate to lower.
         """
         accelerator, t = self.accelerator, self.recipe.train
-        step = self.resume(resume_from_checkpoint) if resume_from_checkpoint else 0
+        step = self.resume()
         if accelerator.is_main_process:
             accelerator.init_trackers("pdiff", config={f"{s}.{k}": str(v) for s, sec in self.recipe.to_dict().items()
                                                        if isinstance(sec, dict) for k, v in sec.items()})
@@ -188,7 +218,7 @@ class PDiffTrainer:
             progress.set_postfix(stage=stage, loss=f"{loss.item():.4f}")
             accelerator.log({f"{stage}_loss": loss.item(), f"{stage}_lr": lr_schedule.get_last_lr()[0]}, step=step)
             if step % self.checkpointing_steps == 0 and step < self.total_steps and accelerator.is_main_process:
-                save_checkpoint(accelerator, self.checkpoint_dir, step, self.checkpoints_total_limit)
+                self.checkpoints.save(accelerator, step)
         progress.close()
         train_seconds = time.perf_counter() - start_time
         accelerator.wait_for_everyone()
