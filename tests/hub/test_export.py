@@ -111,14 +111,6 @@ def test_export_of_a_pdiff_network_says_how_to_load_it(tmp_path):
         export_timm_model(target, target.base_vector(), folder, card_values=record, mean=0.5, std=0.5)
 
 
-def test_generate_without_recipe_needs_the_dataset(pipe, tmp_path):
-    pipe.save_pretrained(tmp_path / "pipeline")
-    with pytest.raises(SystemExit, match="pass --dataset"):
-        run_generate(["--pipeline", str(tmp_path / "pipeline"), "--num_models", "1", "--export_dir",
-                      str(tmp_path / "out")])
-    assert not (tmp_path / "out").exists()
-
-
 @pytest.mark.slow  # starts the loopback Hub's server process and a Python process without pdiff_hub
 def test_generated_model_loads_with_plain_timm_from_the_hub(loopback_hub, generated, tmp_path):
     commit = generated.hub.commits[0]

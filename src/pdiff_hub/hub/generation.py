@@ -1,0 +1,234 @@
+"""Generated models chosen for timm: sample one batch, measure it on the validation and test splits of the pipeline's
+dataset, keep the best by validation accuracy and write them as timm repo folders beside ``generation.json``.
+
+Example:
+    ```py
+    >>> splits = selection_splits(recipe.data, pipe.target)
+    >>> sampling = Sampling(num_models=100, num_inference_steps=50, scheduler="ddim", seed=0)
+    >>> batch = generate_and_measure(pipe, splits.tensors, sampling)
+    >>> chosen = select_indices(batch.accuracy["validation"], "best")
+    >>> export_generated(pipe.target, batch, chosen, "OUT", sampling=sampling, pipeline="runs/pipeline",
+    ...                  data=recipe.data, select="best", label_names=splits.label_names)
+    ```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.io import atomic_output_dir
+from ..data.images import DEFAULT_MEAN, DEFAULT_STD, dataset_to_tensors, load_image_dataset, num_classes
+from ..data.subsets import Split
+from ..engine.evaluator import ParameterEvaluator
+from ..evaluation.generation import SCHEDULERS, generate_parameters
+from ..models.target import TargetModel
+from ..pipeline import PDiffPipeline
+from .commit import push_folder_to_hub
+from .export import GenerationRecord, export_timm_model
+
+__all__ = [
+    "MeasuredBatch",
+    "Sampling",
+    "SelectionSplits",
+    "export_generated",
+    "generate_and_measure",
+    "parse_selection",
+    "push_generated",
+    "sample_repo_ids",
+    "select_indices",
+    "selection_splits",
+]
+
+GENERATION_FILE = "generation.json"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One batch of ``num_models`` sampled with ``scheduler`` (a name of ``SCHEDULERS``) from ``seed``."""
+
+    num_models: int = 100
+    num_inference_steps: int = 50
+    scheduler: str = "ddim"
+    seed: int = 0
+
+
+@dataclass
+class SelectionSplits:
+    """The validation and test splits as ``(images, labels)`` tensors, and the class names (None if unnamed)."""
+
+    tensors: dict[str, Split]
+    label_names: list[str] | None
+
+
+@dataclass
+class MeasuredBatch:
+    """Generated parameter vectors, (N, D), and each one's top-1 accuracy in percent by split, (N,)."""
+
+    vectors: torch.Tensor
+    accuracy: dict[str, torch.Tensor]
+    split_sizes: dict[str, int]
+
+    def ranks(self) -> dict[int, int]:
+        """Each model's rank by validation accuracy (1 = best; ties: the lower index first)."""
+        order = torch.sort(self.accuracy["validation"], descending=True, stable=True).indices.tolist()
+        return {index: rank + 1 for rank, index in enumerate(order)}
+
+
+def parse_selection(value: str) -> str | int:
+    """``"best"``, ``"all"`` or a positive count K (the top K), from the command line.
+
+    Raises:
+        ValueError: naming the value and what is allowed.
+    """
+    if value in ("best", "all"):
+        return value
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise ValueError(f"--select {value!r} is not allowed: use 'best', 'all' or a positive count such as 3")
+
+
+def selection_splits(data: Any, target: TargetModel) -> SelectionSplits:
+    """The validation and test splits of a recipe's dataset, checked against the target's class count.
+
+    The dataset is split as at collection (``data.val_size``, ``data.split_seed``), so that selection never sees
+    the base model's training images.
+
+    Args:
+        data: a recipe's ``data`` section (``dataset``, ``image_size``, ``val_size``, ``split_seed``).
+        target: the pipeline's target; its ``num_classes`` and ``in_chans`` decide the check and the channels.
+
+    Raises:
+        ValueError: when the class counts differ or the validation split is empty.
+    """
+    model_kwargs = dict(target.config.model_kwargs or {})
+    splits = load_image_dataset(data.dataset, val_size=data.val_size, seed=data.split_seed)
+    expected = model_kwargs.get("num_classes")
+    if expected is not None and num_classes(splits) != expected:
+        raise ValueError(f"data.dataset {data.dataset} has {num_classes(splits)} classes but the pipeline's target "
+                         f"{target.config.model_name} has {expected}; give the dataset it was trained on")
+    if len(splits["validation"]) == 0:
+        raise ValueError(f"data.val_size {data.val_size} leaves no validation split of {data.dataset}, and the "
+                         f"generated models are chosen by validation accuracy; use the collection's val_size")
+    in_chans = int(model_kwargs.get("in_chans", 3))
+    tensors = {name: dataset_to_tensors(splits[name], image_size=data.image_size, in_chans=in_chans)
+               for name in ("validation", "test")}
+    return SelectionSplits(tensors, getattr(splits["test"].features["label"], "names", None))
+
+
+def generate_and_measure(
+    pipe: PDiffPipeline, splits: Mapping[str, Split], sampling: Sampling, progress: bool = True
+) -> MeasuredBatch:
+    """Sample ``sampling.num_models`` parameter vectors in one batch and measure each on every split.
+
+    Args:
+        pipe: the trained pipeline (left untouched; the sampler is a sibling with the chosen scheduler).
+        splits: ``{"validation": (images, labels), "test": (images, labels)}``.
+        sampling: the batch size, steps, scheduler and seed.
+        progress: show the sampler's progress bar.
+    """
+    generator = torch.Generator().manual_seed(sampling.seed)
+    vectors = generate_parameters(pipe, sampling.num_models, sampling.num_inference_steps, sampling.scheduler,
+                                  generator, progress)
+    target = pipe.target
+    accuracy = {name: ParameterEvaluator(target.model, target.layout, images, labels).accuracy(vectors)
+                for name, (images, labels) in splits.items()}
+    return MeasuredBatch(vectors, accuracy, {name: len(labels) for name, (_, labels) in splits.items()})
+
+
+def select_indices(val_accuracy: torch.Tensor, select: str | int) -> list[int]:
+    """Row indices of the chosen models: best first by validation accuracy (ties: lower index), or all in order."""
+    if select == "all":
+        return list(range(len(val_accuracy)))
+    ranked = torch.sort(val_accuracy, descending=True, stable=True).indices.tolist()
+    return ranked[: 1 if select == "best" else select]
+
+
+def sample_repo_ids(chosen: Sequence[int], hub_model_id: str | None) -> dict[int, str | None]:
+    """The Hub repo of each chosen model: ``hub_model_id`` for a single one, else ``<hub_model_id>-sample-<i>``."""
+    if not hub_model_id:
+        return dict.fromkeys(chosen)
+    return {i: hub_model_id if len(chosen) == 1 else f"{hub_model_id}-sample-{i}" for i in chosen}
+
+
+def export_generated(
+    target: TargetModel,
+    batch: MeasuredBatch,
+    chosen: Sequence[int],
+    export_dir: str | os.PathLike,
+    *,
+    sampling: Sampling,
+    pipeline: str,
+    data: Any,
+    select: str | int,
+    revision: str | None = None,
+    label_names: Sequence[str] | None = None,
+    repo_ids: Mapping[int, str | None] | None = None,
+    command: str | None = None,
+    overwrite: bool = False,
+) -> list[GenerationRecord]:
+    """Write each chosen model to ``export_dir/sample-<i>/`` (a timm repo folder) and ``generation.json``.
+
+    ``generation.json`` records the command, the pipeline, the sampling, the data section, the selection, every
+    model's accuracies and one :class:`GenerationRecord` per chosen model. The folder appears complete or not at all.
+
+    Args:
+        target: the pipeline's target.
+        batch: the generated vectors and their accuracies.
+        chosen: the indices to export, in order (:func:`select_indices`).
+        export_dir: the output folder.
+        sampling: how the batch was sampled.
+        pipeline: the pipeline's folder or Hub id, as given.
+        data: the recipe's ``data`` section the accuracies were measured on.
+        select: the selection asked for (``"best"``, ``"all"`` or K).
+        revision: the pipeline's revision, if one was asked for.
+        label_names: class names, stored in each ``config.json``.
+        repo_ids: the Hub repo of each chosen model (:func:`sample_repo_ids`), for the cards.
+        command: the command line, for ``generation.json``.
+        overwrite: replace an existing non-empty folder.
+
+    Returns:
+        The records of the chosen models, in the order of ``chosen``.
+    """
+    ranks, repo_ids = batch.ranks(), repo_ids or {}
+    scheduler = SCHEDULERS[sampling.scheduler].__name__
+    records = [
+        GenerationRecord(
+            pipeline=str(pipeline), revision=revision, seed=sampling.seed, num_models=sampling.num_models, index=i,
+            num_inference_steps=sampling.num_inference_steps, scheduler=scheduler, dataset=str(data.dataset),
+            val_accuracy=float(batch.accuracy["validation"][i]), test_accuracy=float(batch.accuracy["test"][i]),
+            val_size=batch.split_sizes["validation"], test_size=batch.split_sizes["test"], rank=ranks[i],
+            repo_id=repo_ids.get(i))
+        for i in chosen
+    ]
+    with atomic_output_dir(export_dir, overwrite=overwrite) as tmp:
+        for record in records:
+            export_timm_model(target, batch.vectors[record.index], tmp / f"sample-{record.index}",
+                              card_values=record, mean=DEFAULT_MEAN, std=DEFAULT_STD, label_names=label_names,
+                              image_size=data.image_size)
+        summary = {
+            "command": command, "pipeline": str(pipeline), "revision": revision, "seed": sampling.seed,
+            "num_models": sampling.num_models, "num_inference_steps": sampling.num_inference_steps,
+            "scheduler": scheduler, "data": dataclasses.asdict(data), "select": select,
+            "val_accuracy": batch.accuracy["validation"].tolist(), "test_accuracy": batch.accuracy["test"].tolist(),
+            "samples": [{"folder": f"sample-{r.index}", **vars(r)} for r in records],
+        }
+        (tmp / GENERATION_FILE).write_text(json.dumps(summary, indent=2))
+    return records
+
+
+def push_generated(export_dir: str | os.PathLike, records: Sequence[GenerationRecord], *, private: bool = False
+                   ) -> list[str]:
+    """Push each exported sample folder to its record's ``repo_id``; returns the commit URLs, in order."""
+    return [
+        push_folder_to_hub(Path(export_dir) / f"sample-{r.index}", r.repo_id, "model", private=private,
+                           commit_message=f"Generated model {r.index} of {r.num_models} (seed {r.seed})")
+        for r in records
+    ]
