@@ -1,13 +1,20 @@
-"""Sampling with the chosen scheduler, from a pipeline that belongs to the parameter dataset's network."""
+"""Sampling with the chosen scheduler, from a pipeline that belongs to the parameter dataset, its network and recipe."""
 
 import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from pdiff_hub.evaluation.generation import check_same_target, generate_parameters
+from pdiff_hub import PDiffPipeline
+from pdiff_hub.evaluation.generation import (
+    check_recipe_target,
+    check_same_param_dataset,
+    check_same_target,
+    generate_parameters,
+)
+from pdiff_hub.recipes.config import recipe_from_dict
 
 from ..components import tiny_target
-from .helpers import seeded
+from .helpers import make_params, seeded
 
 
 def test_the_ddpm_sampler_is_the_pipelines_own_and_ddim_differs(chain):
@@ -56,3 +63,39 @@ def test_check_same_target_rejects_another_network(chain, make_target, match):
 def test_check_same_target_accepts_the_same_network_rebuilt(chain):
     pipe, _ = chain
     check_same_target(pipe.target, tiny_target())
+
+
+def test_check_same_param_dataset_follows_the_recorded_fingerprint(chain):
+    pipe, params = chain
+    sibling = PDiffPipeline(pipe.target, pipe.autoencoder, pipe.denoiser, pipe.scheduler)
+    check_same_param_dataset(sibling, params)  # nothing recorded: nothing to compare
+    sibling.register_provenance(param_dataset_fingerprint=params.fingerprint)
+    check_same_param_dataset(sibling, params)
+    other = make_params(pipe.target, seed=1)
+    with pytest.raises(ValueError, match=f"fingerprint {params.fingerprint[:12]}.*--allow_other_param_dataset"):
+        check_same_param_dataset(sibling, other)
+    check_same_param_dataset(sibling, other, allow_other=True)
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"target": {"model_name": "test_convnext"}}, "target.model_name is 'test_convnext'"),
+    ({"target": {"model_kwargs": {"num_classes": 10, "in_chans": 3}}}, "target.model_kwargs"),
+    ({"data": {"image_size": 28}}, "data.image_size is 28"),
+    ({"target": {"param_patterns": ["fc.*"]}}, "param_patterns"),
+])
+def test_check_recipe_target_names_the_key_that_differs(chain, override, match):
+    pipe, _ = chain
+    values = {"target": {"model_name": "test_resnet", "model_kwargs": {"num_classes": 10, "in_chans": 1},
+                         "param_patterns": ["layer4.*.bn*"]}, "data": {"image_size": 32}}
+    check_recipe_target(recipe_from_dict(values), pipe.target)
+    for section, keys in override.items():
+        values[section] = {**values[section], **keys}
+    with pytest.raises(ValueError, match=match):
+        check_recipe_target(recipe_from_dict(values), pipe.target)
+
+
+def test_check_recipe_target_accepts_other_patterns_for_the_same_layout(chain):
+    pipe, _ = chain
+    same = {"target": {"model_name": "test_resnet", "model_kwargs": {"num_classes": 10, "in_chans": 1},
+                       "param_patterns": ["layer4.0.bn1.*", "layer4.0.bn2.*"]}, "data": {"image_size": 32}}
+    check_recipe_target(recipe_from_dict(same), pipe.target)
