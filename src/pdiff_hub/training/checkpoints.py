@@ -107,7 +107,9 @@ class RunCheckpoints:
         if not checkpoint.is_dir():
             raise UsageError(f"--resume_from_checkpoint {resume} is not a folder; give a checkpoint-<step> folder of "
                              "this run, or 'latest'")
-        checkpoint_step(checkpoint)
+        if not _CHECKPOINT.match(checkpoint.name):
+            raise UsageError(f"--resume_from_checkpoint {resume} is not a checkpoint-<step> folder; give one of this "
+                             "run, or 'latest'")
         return checkpoint
 
     def save(self, accelerator: Accelerator, step: int) -> Path:
@@ -128,6 +130,7 @@ class RunCheckpoints:
             os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        self.replaced = [c for c in self.replaced if c != final]  # that name is this run's checkpoint now
         self.discard_replaced()
         own = [c for c in list_checkpoints(self.folder)
                if identity_difference(read_identity(c), self.identity) is None]

@@ -2,8 +2,8 @@
 
 A run's identity is recorded as ``run.json`` in its checkpoints folder and in every checkpoint. A checkpoint is
 resumed only by the run that wrote it: the same ``target``, ``autoencoder``, ``denoiser`` and ``train`` sections of
-the final recipe (the seed among them) and the same parameter vectors, so a resumed run ends with the weights of an
-uninterrupted one.
+the final recipe (the seed among them) and the same parameter vectors (``ParameterDataset.fingerprint``), so a
+resumed run ends with the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,19 +16,12 @@ from ..core.io import write_text_atomic
 from ..data.parameters import ParameterDataset
 from ..recipes.config import Recipe
 
-__all__ = ["IDENTITY_FILE", "TRAINING_SECTIONS", "identity_difference", "parameter_fingerprint", "read_identity",
-           "run_identity", "write_identity"]
+__all__ = ["IDENTITY_FILE", "TRAINING_SECTIONS", "identity_difference", "read_identity", "run_identity",
+           "write_identity"]
 
 IDENTITY_FILE = "run.json"
 # The recipe sections that decide the trained weights (data and collect reach training only through the vectors).
 TRAINING_SECTIONS = ("target", "autoencoder", "denoiser", "train")
-
-
-def parameter_fingerprint(params: ParameterDataset) -> str:
-    """sha256 of the parameter vectors (float32 bytes, in row order) and the target's configuration."""
-    digest = hashlib.sha256(params.vectors.contiguous().numpy().tobytes())
-    digest.update(json.dumps(dict(params.target.config), sort_keys=True, default=str).encode())
-    return digest.hexdigest()
 
 
 def run_identity(recipe: Recipe, params: ParameterDataset) -> dict:
@@ -37,7 +30,7 @@ def run_identity(recipe: Recipe, params: ParameterDataset) -> dict:
     sections = json.loads(json.dumps(sections, sort_keys=True, default=str))  # tuples -> lists, as read back
     return {
         "recipe_sha256": hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest(),
-        "param_dataset_sha256": parameter_fingerprint(params),
+        "param_dataset_sha256": params.fingerprint,
         "seed": recipe.train.seed,
         "recipe": sections,
     }

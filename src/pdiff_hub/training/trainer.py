@@ -128,7 +128,8 @@ class PDiffTrainer:
         self.output_dir = Path(output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         self.checkpointing_steps = checkpointing_steps
-        self.checkpoints = RunCheckpoints(self.checkpoint_dir, run_identity(recipe, params), checkpoints_total_limit)
+        self.identity = run_identity(recipe, params)
+        self.checkpoints = RunCheckpoints(self.checkpoint_dir, self.identity, checkpoints_total_limit)
         self.resume_from = self.checkpoints.start(resume_from_checkpoint, overwrite)
         self.resume_requested = bool(resume_from_checkpoint)
         self.accelerator = Accelerator(
@@ -233,13 +234,17 @@ class PDiffTrainer:
         return self.accelerator.unwrap_model(self.autoencoder).encode(self.vectors)
 
     def final_pipeline(self) -> PDiffPipeline:
-        """The pipeline of the current weights, on the CPU (the denoiser's EMA weights when the recipe uses EMA)."""
+        """The pipeline of the current weights, on the CPU (the denoiser's EMA weights when the recipe uses EMA),
+        recording the run's identity (parameter dataset fingerprint, recipe hash, seed) as its provenance."""
         denoiser = copy.deepcopy(self.accelerator.unwrap_model(self.denoiser))
         if self.ema is not None:
             self.ema.copy_to(denoiser.parameters())
         autoencoder = self.accelerator.unwrap_model(self.autoencoder).eval()
-        return PDiffPipeline(target=self.params.target, autoencoder=autoencoder, denoiser=denoiser.eval(),
-                             scheduler=self.scheduler).to("cpu")
+        pipeline = PDiffPipeline(target=self.params.target, autoencoder=autoencoder, denoiser=denoiser.eval(),
+                                 scheduler=self.scheduler).to("cpu")
+        pipeline.register_provenance(param_dataset_fingerprint=self.identity["param_dataset_sha256"],
+                                     recipe_hash=self.identity["recipe_sha256"], seed=self.identity["seed"])
+        return pipeline
 
 
 @torch.no_grad()
