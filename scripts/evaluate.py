@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
 
 from pdiff_hub import PDiffPipeline
 from pdiff_hub.core.cli import UsageError, check_output_dir, run_script
-from pdiff_hub.core.io import atomic_output_dir
+from pdiff_hub.core.io import atomic_output_dir, resolve_folder
 from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset
 from pdiff_hub.evaluation.figures import write_figures
@@ -36,7 +36,14 @@ from pdiff_hub.evaluation.generation import check_recipe_target, check_same_para
 from pdiff_hub.evaluation.report import render_report
 from pdiff_hub.evaluation.result import EvaluationResult
 from pdiff_hub.evaluation.run import run_evaluation
-from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, recipe_from_args, recorded_recipe, write_run_args
+from pdiff_hub.recipes.config import (
+    Recipe,
+    add_recipe_arguments,
+    command_line,
+    recipe_from_args,
+    recorded_recipe,
+    write_run_args,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,11 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def resolve_recipe(args: argparse.Namespace) -> Recipe:
+def resolve_recipe(args: argparse.Namespace, pipeline_dir: Path) -> Recipe:
     """``--recipe`` if given, else the recipe recorded with the pipeline (its args.yaml); then the overrides."""
     if args.recipe:
         return recipe_from_args(args)
-    return recipe_from_args(args, base=recorded_recipe(args.pipeline, revision=args.revision))
+    return recipe_from_args(args, base=recorded_recipe(pipeline_dir))
 
 
 def print_table(result: EvaluationResult) -> None:
@@ -87,9 +94,12 @@ def resolve_device(name: str | None) -> torch.device:
 def main(args: argparse.Namespace) -> None:
     check_output_dir(args.output_dir, overwrite=args.overwrite, inputs=[args.pipeline, args.param_dataset])
     device = resolve_device(args.device)
-    recipe = resolve_recipe(args)
+    # Resolved first, so that a missing pipeline is named as such rather than as a missing recipe.
+    pipeline_dir = resolve_folder(args.pipeline, "pipeline folder",
+                                  lambda repo_id: snapshot_download(repo_id, revision=args.revision))
+    recipe = resolve_recipe(args, pipeline_dir)
     params = ParameterDataset.load(args.param_dataset, revision=args.param_dataset_revision)
-    pipe = PDiffPipeline.from_pretrained(args.pipeline, revision=args.revision)
+    pipe = PDiffPipeline.from_pretrained(pipeline_dir)
     check_recipe_target(recipe, pipe.target)
     check_same_target(pipe.target, params.target)
     check_same_param_dataset(pipe, params, allow_other=args.allow_other_param_dataset)
@@ -98,7 +108,7 @@ def main(args: argparse.Namespace) -> None:
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
     result = run_evaluation(pipe, params, splits, recipe.evaluate,
                             allow_other_param_dataset=args.allow_other_param_dataset)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line(sys.argv)
 
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp:
         figures = write_figures(result, tmp)

@@ -319,12 +319,14 @@ def check_recorded_checksums(path: Path) -> dict | None:
     for name, files in recorded.items():
         found = _weight_checksums(path / name)
         if set(found) != set(files):
-            raise OSError(f"The {name}'s weights files {sorted(found)} are not those recorded when the pipeline was "
-                          f"saved ({sorted(files)}): it was replaced or damaged; re-download or re-save the pipeline")
+            raise OSError(f"The {name}'s weights files {sorted(found)} in {path} are not those recorded when the "
+                          f"pipeline was saved ({sorted(files)}): it was replaced or damaged; re-download or re-save "
+                          "the pipeline")
         changed = sorted(file for file, digest in files.items() if found[file] != digest)
         if changed:
-            raise OSError(f"The {name}'s weights ({', '.join(changed)}) do not match the checksum recorded when the "
-                          "pipeline was saved: it was replaced or damaged; re-download or re-save the pipeline")
+            raise OSError(f"The {name}'s weights ({', '.join(changed)}) in {path} do not match the checksum "
+                          "recorded when the pipeline was saved: it was replaced or damaged; re-download or re-save "
+                          "the pipeline")
     return record
 
 

@@ -138,8 +138,9 @@ def _check_finite(vectors: torch.Tensor, source: str) -> None:
     bad = (~torch.isfinite(vectors).all(dim=1)).nonzero().flatten().tolist()
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise ValueError(f"Rows {shown} of the parameter dataset at {source} hold NaN or infinite values; re-collect "
-                         "it (a lower collect.lr keeps the collection from diverging)")
+        rows, hold = ("Row", "holds") if len(bad) == 1 else ("Rows", "hold")
+        raise ValueError(f"{rows} {shown} of the parameter dataset at {source} {hold} NaN or infinite values; "
+                         "re-collect it (a lower collect.lr keeps the collection from diverging)")
 
 
 def _first_line(err: BaseException) -> str:

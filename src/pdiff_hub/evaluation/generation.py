@@ -28,12 +28,14 @@ def check_same_target(generating: TargetModel, collected: TargetModel) -> None:
     """
     a, b = generating.config.model_name, collected.config.model_name
     if a != b:
-        raise ValueError(f"The pipeline generates parameters of {a!r}, the parameter dataset holds {b!r}")
+        raise ValueError(f"The pipeline generates parameters of {a!r}, the parameter dataset holds {b!r}; pass the "
+                         "parameter dataset the pipeline was trained on")
     la, lb = generating.layout, collected.layout
     if la.names != lb.names or la.shapes != lb.shapes:
         raise ValueError(
             f"The pipeline's generated layout {dict(zip(la.names, la.shapes))} differs from the "
-            f"parameter dataset's {dict(zip(lb.names, lb.shapes))}"
+            f"parameter dataset's {dict(zip(lb.names, lb.shapes))}; pass the parameter dataset the pipeline was "
+            "trained on"
         )
     generated = set(la.names)
     theirs = collected.model.state_dict()
