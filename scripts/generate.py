@@ -86,7 +86,8 @@ def main(args: argparse.Namespace) -> list[str]:
     """Generate, measure, select, export and optionally push; returns the commit URLs of the pushes."""
     local = not is_hub_id(args.pipeline)
     if local and not Path(args.pipeline).is_dir():
-        raise UsageError(f"--pipeline {args.pipeline} is neither a pipeline folder nor a Hub model id ('org/name')")
+        reason = "is a file" if Path(args.pipeline).exists() else "does not exist"
+        raise UsageError(f"--pipeline {args.pipeline} {reason}; give a pipeline folder or a Hub model id ('org/name')")
     check_output_dir(args.export_dir, overwrite=args.overwrite, inputs=[args.pipeline] if local else [],
                      flag="--export_dir")
     base = None if args.recipe else recorded_recipe(args.pipeline, revision=args.revision)
