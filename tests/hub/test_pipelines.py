@@ -19,7 +19,7 @@ from pdiff_hub.hub import HubUploadError, push_pipeline_to_hub
 from .fakes import PIPELINE_CARD, TOKEN, http_error, materialize, snapshot
 
 COMPONENT_FILES = {
-    "model_index.json", "scheduler/scheduler_config.json",
+    "model_index.json", "pdiff_hub.json", "scheduler/scheduler_config.json",
     *(f"{c}/{f}" for c in ("target", "autoencoder", "denoiser") for f in ("config.json",
                                                                            "diffusion_pytorch_model.safetensors")),
 }
