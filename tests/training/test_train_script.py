@@ -47,8 +47,9 @@ def test_train_under_accelerate_launch(digits_params, tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_weights(digits_params, tmp_path):
-    steps = ["--train.autoencoder_steps", "100", "--train.diffusion_steps", "100", "--checkpointing_steps", "30",
-             "--skip_eval", "--report_to", "none"]
+    # The first checkpoint falls in the diffusion stage, so the EMA weights and step count are resumed too.
+    steps = ["--train.autoencoder_steps", "40", "--train.diffusion_steps", "160", "--checkpointing_steps", "50",
+             "--train.use_ema", "true", "--skip_eval", "--report_to", "none"]
     common = ["--recipe", "digits-mlp", "--param_dataset", str(digits_params), *steps]
     straight = tmp_path / "straight"
     run_script("train", *common, "--output_dir", str(straight))
@@ -61,6 +62,7 @@ def test_killed_run_resumes_to_the_same_weights(digits_params, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "model_index.json").exists(), "the run finished before it could be killed"
+    assert not list(killed.rglob("custom_checkpoint_*")) and list(killed.rglob("denoiser_ema"))
     run_script("train", *common, "--output_dir", str(killed), "--resume_from_checkpoint", "latest")
 
     a, b = weights(straight), weights(killed)
