@@ -200,3 +200,11 @@ def test_save_records_checksums_and_provenance_that_loading_reads_back(tmp_path)
     assert loaded.provenance == {"param_dataset_fingerprint": "f" * 64, "recipe_hash": "r" * 64, "seed": 3}
     loaded.save_pretrained(tmp_path / "b")  # a loaded pipeline saved again keeps its identity
     assert json.loads((tmp_path / "b" / "pdiff_hub.json").read_text()) == record
+
+
+def test_save_pretrained_pushes_through_push_to_hub_with_the_record(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(PDiffPipeline, "push_to_hub", lambda self, repo_id, **kwargs: calls.append((repo_id, kwargs)))
+    tiny_pipeline().save_pretrained(tmp_path / "p", push_to_hub=True, repo_id="org/p", token="secret")
+    assert calls == [("org/p", {"token": "secret"})]
+    assert (tmp_path / "p" / "pdiff_hub.json").is_file()
