@@ -21,12 +21,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from pdiff_hub.core.cli import UsageError, check_output_dir, run_script
 from pdiff_hub.core.io import atomic_output_dir
 from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
 from pdiff_hub.hub.cards import render_card
 from pdiff_hub.models.target import TargetModel
-from pdiff_hub.recipes.config import add_recipe_arguments, command_line, recipe_from_args, write_run_args
+from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, command_line, recipe_from_args, write_run_args
 from pdiff_hub.training.collection import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
 
 
@@ -45,13 +46,53 @@ def summarize(values: list[float]) -> dict:
             "std": array.std()}
 
 
+def check_plan(recipe: Recipe) -> list[int]:
+    """Refuse what would fail or mean nothing later, before any data is read; return the checkpoints per seed.
+
+    Builds the target network once (cheap next to training) so that an unknown model, a wrong model argument or a
+    pattern that matches no parameter is named now rather than after base training.
+    """
+    c, t = recipe.collect, recipe.target
+    seeds = list(c.seeds)
+    try:
+        counts = checkpoints_per_seed(c.num_checkpoints, seeds)
+    except ValueError:
+        counts = [0]
+    if min(counts) < 2:
+        raise UsageError(f"collect.num_checkpoints {c.num_checkpoints} cannot give each of the {len(seeds)} seeds "
+                         f"in collect.seeds {seeds} at least 2 checkpoints; raise collect.num_checkpoints or use "
+                         f"fewer seeds")
+    try:
+        target = TargetModel(t.model_name, t.model_kwargs, t.param_patterns, image_size=recipe.data.image_size)
+    except (RuntimeError, TypeError) as err:  # timm: "Unknown model (...)"; a keyword the model does not take
+        raise UsageError(f"timm cannot build target.model_name {t.model_name!r} with target.model_kwargs "
+                         f"{t.model_kwargs}: {err}") from None
+    except ValueError as err:
+        raise UsageError(f"target.param_patterns {t.param_patterns} do not fit {t.model_name!r}: {err}") from None
+    if len(seeds) > 1 and target.layout.num_params != sum(p.numel() for p in target.model.parameters()):
+        raise UsageError(f"collect.seeds {seeds} has several base-model seeds, which only make sense when the whole "
+                         f"network is generated (target.param_patterns: ['*']): otherwise the frozen remainder would "
+                         f"differ between seeds")
+    return counts
+
+
+def check_splits(recipe: Recipe, splits: dict) -> None:
+    """Refuse a base batch larger than the training split, which would train nothing (full batches only)."""
+    size = len(splits["train"][1])
+    if recipe.collect.base_batch_size > size:
+        raise UsageError(f"collect.base_batch_size {recipe.collect.base_batch_size} is larger than the "
+                         f"{size} training images of {recipe.data.dataset}; lower it")
+
+
 def main(args: argparse.Namespace) -> None:
     recipe = recipe_from_args(args)
+    check_output_dir(args.output_dir, overwrite=args.overwrite)
+    counts = check_plan(recipe)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     c = recipe.collect
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
-    seeds = [int(s) for s in c.seeds]
-    counts = checkpoints_per_seed(c.num_checkpoints, seeds)
+    check_splits(recipe, splits)
+    seeds = list(c.seeds)
 
     vectors, rows, base_acc, first_target = [], [], [], None
     base_seconds = collect_seconds = 0.0
@@ -59,9 +100,6 @@ def main(args: argparse.Namespace) -> None:
         set_seed(seed)
         target = TargetModel(recipe.target.model_name, recipe.target.model_kwargs, recipe.target.param_patterns,
                              image_size=recipe.data.image_size)
-        if len(seeds) > 1 and target.layout.num_params != sum(p.numel() for p in target.model.parameters()):
-            raise ValueError("Several base-model seeds only make sense when the whole network is generated "
-                             "(param_patterns: ['*']): otherwise the frozen remainder would differ between seeds")
         start = time.perf_counter()
         train_base_model(target.model, splits["train"], epochs=c.base_epochs, lr=c.base_lr,
                          weight_decay=c.base_weight_decay, batch_size=c.base_batch_size, seed=seed,
@@ -117,4 +155,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_script(main, parse_args)

@@ -35,11 +35,11 @@ def test_collect_writes_a_parameter_dataset(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        (["--collect.num_checkpoints", "1"], "num_checkpoints must be at least 2"),
+        (["--collect.num_checkpoints", "1"], "num_checkpoints on the command line must be an integer >= 2"),
         (["--target.param_patterns", "[layer9.*]"], "'layer9.*' matches no parameter"),
         (["--data.dataset", "no_such_dataset_xyz"], "no_such_dataset_xyz"),
-        (["--collect.lr", "1e30", "--collect.num_checkpoints", "30"], "Collection diverged"),
-        (["--collect.base_lr", "1e30"], "Base training diverged"),
+        (["--collect.lr", "1e30", "--collect.num_checkpoints", "30"], "checkpoint collection diverged"),
+        (["--collect.base_lr", "1e30"], "base training diverged"),
     ],
 )
 def test_bad_input_stops_clearly_and_leaves_no_output(tmp_path, override, message):

@@ -8,146 +8,39 @@ needs, and writes the final values to ``args.yaml`` beside its outputs: every ru
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
-import functools
-import inspect
+import difflib
 import os
+import re
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from huggingface_hub import hf_hub_download
+from huggingface_hub import get_token, hf_hub_download
 
+from ..core.cli import UsageError
 from ..core.io import is_hub_id, write_text_atomic
-from ..models.autoencoder import ParameterAutoencoder
-from ..models.denoiser import LatentDenoiser
+from .rules import COMMAND_LINE, check_value, field_rule, refuse
+from .sections import (
+    PAIR_RULES,
+    SECTIONS,
+    AutoencoderConfig,
+    CollectConfig,
+    DataConfig,
+    DenoiserConfig,
+    EvaluateConfig,
+    Recipe,
+    TargetConfig,
+    TrainConfig,
+)
 
-__all__ = ["Recipe", "add_recipe_arguments", "command_line", "load_recipe", "recipe_from_args", "recipe_overrides",
-           "recorded_recipe", "write_run_args", "write_yaml_atomic"]
+__all__ = ["AutoencoderConfig", "CollectConfig", "DataConfig", "DenoiserConfig", "EvaluateConfig", "Recipe",
+           "TargetConfig", "TrainConfig", "add_recipe_arguments", "bundled_recipes", "command_line", "load_recipe",
+           "mask_secrets", "recipe_from_args", "recipe_overrides", "recorded_recipe", "write_run_args",
+           "write_yaml_atomic"]
 
 RECIPE_DIR = Path(__file__).resolve().parent  # the bundled YAML recipes ship beside this module (package data)
-
-
-@dataclass
-class DataConfig:
-    """The image dataset: a built-in name (``fashion_mnist``, ``mnist``, ``digits``), a folder or a Hub id."""
-
-    dataset: str = "fashion_mnist"
-    image_size: int = 32
-    val_size: int = 5000
-    split_seed: int = 0
-
-
-@dataclass
-class TargetConfig:
-    """The timm model and the name patterns of its generated parameters."""
-
-    model_name: str = "resnet18"
-    model_kwargs: dict = field(default_factory=lambda: {"num_classes": 10, "in_chans": 1})
-    param_patterns: list = field(default_factory=lambda: ["layer4.1.bn1", "layer4.1.bn2"])
-
-
-@dataclass
-class CollectConfig:
-    """Base training from scratch, then checkpoint collection of the generated subset (AdamW, constant lr)."""
-
-    base_epochs: int = 3
-    base_lr: float = 2e-3
-    base_weight_decay: float = 0.05
-    base_batch_size: int = 128
-    num_checkpoints: int = 200
-    lr: float = 0.15
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    seeds: list = field(default_factory=lambda: [0])
-    eval_batch_size: int = 1024
-
-
-def _component_section(name: str, component: type, derived: tuple[str, ...], doc: str) -> type:
-    """A recipe section whose keys and defaults are ``component.__init__``'s: the model is the one source of both.
-
-    ``derived`` names the arguments the data decides (the parameter count, the latent size a denoiser inherits),
-    which are not settings. Tuple defaults become lists, the form YAML reads and writes.
-    """
-    fields = []
-    for arg in inspect.signature(component.__init__).parameters.values():
-        if arg.name == "self" or arg.name in derived or arg.default is inspect.Parameter.empty:
-            continue
-        default = list(arg.default) if isinstance(arg.default, tuple) else arg.default
-        kind = type(default) if default is not None else Any
-        fields.append((arg.name, kind, field(default_factory=functools.partial(copy.deepcopy, default))))
-    section = dataclasses.make_dataclass(name, fields)
-    section.__module__, section.__doc__ = __name__, doc
-    return section
-
-
-AutoencoderConfig = _component_section(
-    "AutoencoderConfig", ParameterAutoencoder, ("num_params", "tensor_sizes"),
-    "The parameter autoencoder: the arguments of ParameterAutoencoder, with its defaults.")
-DenoiserConfig = _component_section(
-    "DenoiserConfig", LatentDenoiser, ("latent_dim",),
-    "The latent denoiser: the arguments of LatentDenoiser, with its defaults (latent_dim is the autoencoder's).")
-
-
-@dataclass
-class TrainConfig:
-    """Both training stages, and the paper's DDPM noise schedule."""
-
-    seed: int = 0
-    autoencoder_steps: int = 1500
-    autoencoder_lr: float = 1e-3
-    autoencoder_batch_size: int = 50
-    diffusion_steps: int = 3000
-    diffusion_lr: float = 1e-3
-    diffusion_batch_size: int = 50
-    weight_decay: float = 2e-6
-    lr_scheduler: str = "cosine"
-    lr_warmup_steps: int = 0
-    use_ema: bool = False
-    ema_decay: float = 0.999
-    num_train_timesteps: int = 1000
-    beta_start: float = 1e-4
-    beta_end: float = 2e-2
-
-
-@dataclass
-class EvaluateConfig:
-    """Generation and the baselines of the memorization critique.
-
-    ``val_images`` / ``test_images``: evaluate on a random subset of this many images of the split (drawn with
-    ``seed``; 0 = the whole split), for models whose generated layers are expensive to run hundreds of times.
-    """
-
-    num_models: int = 100
-    num_inference_steps: int = 50
-    scheduler: str = "ddim"
-    seed: int = 0
-    noise_amplitudes: list = field(default_factory=lambda: [0.01, 0.06, 0.12])
-    average_size: int = 16
-    batch_size: int = 2048
-    val_images: int = 0
-    test_images: int = 0
-
-
-@dataclass
-class Recipe:
-    name: str = "custom"
-    data: DataConfig = field(default_factory=DataConfig)
-    target: TargetConfig = field(default_factory=TargetConfig)
-    collect: CollectConfig = field(default_factory=CollectConfig)
-    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
-    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Recipe) if f.name != "name"}
 
 
 def _section_fields(section: str) -> dict[str, dataclasses.Field]:
@@ -155,63 +48,111 @@ def _section_fields(section: str) -> dict[str, dataclasses.Field]:
 
 
 def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
-    """A :class:`Recipe` from nested dicts; unknown sections or keys raise ``ValueError`` naming them."""
-    values = dict(values or {})
-    values.pop("run", None)  # what a script recorded about its run in args.yaml (command, inputs): not a setting
+    """A :class:`Recipe` from nested dicts, every value converted to its field's type and checked against its rule.
+
+    Args:
+        values: ``{"name": ..., "<section>": {"<key>": value}}``; a ``run`` section (what a script recorded about
+            its run in args.yaml) is ignored.
+        source: where the values come from (a file path, or ``"the command line"``), named in the error.
+
+    Raises:
+        UsageError: one sentence naming the key, the value, ``source`` and what is allowed (unknown sections and
+            keys included).
+    """
+    if not isinstance(values, dict):
+        raise UsageError(f"{source} must hold a mapping of sections ({', '.join(SECTIONS)}); got {values!r}")
+    values = dict(values)
+    values.pop("run", None)
     name = values.pop("name", "custom")
+    if not isinstance(name, str) or not name.strip():
+        refuse("name", name, source, "a non-empty string")
     sections = {}
     for section, content in values.items():
         if section not in SECTIONS:
-            raise ValueError(f"Unknown section {section!r} in {source}; sections are {sorted(SECTIONS)}")
+            raise UsageError(f"unknown section {section!r} in {source}{_did_you_mean(section, SECTIONS)}; "
+                             f"sections are {', '.join(SECTIONS)}")
+        content = {} if content is None else content
+        if not isinstance(content, dict):
+            refuse(section, content, source, "a mapping of keys to values")
         known = _section_fields(section)
-        unknown = sorted(set(content or {}) - set(known))
-        if unknown:
-            raise ValueError(f"Unknown key(s) {unknown} in section {section!r} of {source}; "
-                             f"known keys: {sorted(known)}")
+        for key in content:
+            if key not in known:
+                raise UsageError(f"unknown key {section}.{key} in {source}{_did_you_mean(key, known, section)}; "
+                                 f"the keys of {section} are {', '.join(known)}")
         defaults = SECTIONS[section]()
-        typed = {key: _coerce(value, getattr(defaults, key), f"{section}.{key}", source)
-                 for key, value in (content or {}).items()}
+        typed = {key: check_value(value, getattr(defaults, key), field_rule(known[key]), f"{section}.{key}", source)
+                 for key, value in content.items()}
         sections[section] = type(defaults)(**typed)
-    return Recipe(name=name, **sections)
+    recipe = Recipe(name=name, **sections)
+    _check_pairs(recipe, source)
+    return recipe
 
 
-def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
-    """``value`` as the type of the field's default: YAML reads ``1e-3`` as a string, and ``5`` is a fine float."""
-    kind = type(default)
-    if default is None:  # a component argument without a typed default (e.g. an optional name) takes any value
-        return value
-    if value is None or isinstance(value, kind) or kind in (list, dict):
-        if kind in (list, dict) and not isinstance(value, kind):
-            raise ValueError(f"{key} in {source} must be a {kind.__name__}, got {value!r}")
-        return value
-    try:
-        if kind is bool:
-            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-                return value.lower() in ("true", "yes", "1")
-            raise ValueError
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} in {source} must be a {kind.__name__}, got {value!r}") from None
+def _check_pairs(recipe: Recipe, source: str) -> None:
+    """Raise for the first of :data:`PAIR_RULES` that ``recipe`` breaks."""
+    for first, second, holds, allowed in PAIR_RULES:
+        a, b = (getattr(getattr(recipe, key.split(".")[0]), key.split(".")[1]) for key in (first, second))
+        if not holds(a, b):
+            where = "on the command line" if source == COMMAND_LINE else f"in {source}"
+            raise UsageError(f"{allowed}, but {first} is {a!r} and {second} is {b!r} {where}")
+
+
+def _did_you_mean(word: str, known, section: str | None = None) -> str:
+    close = difflib.get_close_matches(str(word), list(known), n=1)
+    return f" (did you mean {section + '.' if section else ''}{close[0]}?)" if close else ""
 
 
 def resolve_recipe_path(recipe: str | os.PathLike) -> Path:
-    """A recipe path, or the name of a bundled recipe (``pdiff_hub/recipes/*.yaml``)."""
-    path = Path(recipe)
-    if path.is_file():
+    """The file of a recipe: a path to a YAML file, or a bare name (no folder, no suffix) of a bundled recipe.
+
+    A path never falls back to the bundled recipe of the same name: a typo in a path is an error.
+
+    Raises:
+        UsageError: the path does not exist or is a folder, or the bare name is not a bundled recipe.
+    """
+    text = os.fspath(recipe)
+    bundled = ", ".join(bundled_recipes())
+    if not any(sep in text for sep in {"/", os.sep, os.altsep or "/"}) and not text.endswith((".yaml", ".yml")):
+        path = RECIPE_DIR / f"{text}.yaml"
+        if not path.is_file():
+            raise UsageError(f"recipe {text!r} is not a bundled recipe ({bundled}); to read a file, give its path, "
+                             f"e.g. ./{text}.yaml")
         return path
-    bundled = RECIPE_DIR / f"{path.stem}.yaml"
-    if bundled.is_file():
-        return bundled
-    known = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml")) if RECIPE_DIR.is_dir() else []
-    raise FileNotFoundError(f"No recipe at {recipe}; bundled recipes: {known}")
+    path = Path(text)
+    if not path.exists():
+        raise UsageError(f"recipe file {text} does not exist; give an existing YAML file or a bundled recipe's bare "
+                         f"name ({bundled})")
+    if path.is_dir():
+        raise UsageError(f"recipe {text} is a folder; give a YAML file or a bundled recipe's bare name ({bundled})")
+    return path
+
+
+def bundled_recipes() -> list[str]:
+    """The names of the recipes shipped with the package."""
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
 
 
 def load_recipe(recipe: str | os.PathLike) -> Recipe:
-    """Read a recipe YAML file (a path or a bundled recipe name)."""
+    """Read and check a recipe YAML file (a path or a bundled recipe's bare name).
+
+    Raises:
+        UsageError: the file is missing or not YAML (naming the line), or a value is not allowed.
+    """
     path = resolve_recipe_path(recipe)
-    return recipe_from_dict(yaml.safe_load(path.read_text()) or {}, source=str(path))
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"recipe {path} is not a UTF-8 text file; give a YAML recipe") from None
+    except yaml.YAMLError as err:
+        raise UsageError(f"recipe {path} is not valid YAML: {_yaml_problem(err)}") from None
+    return recipe_from_dict({} if values is None else values, source=str(path))
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What yaml found wrong, and where (1-based line and column)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).split("\n")[0]
+    return problem + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "")
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, recipe_flag: bool = True) -> None:
@@ -228,12 +169,14 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipe_flag: bool = Tr
         defaults = factory()
         description = (type(defaults).__doc__ or "").strip().split("\n")[0]
         group = parser.add_argument_group(f"recipe section {section!r} (--{section}.KEY VALUE)", description)
-        for key in _section_fields(section):
+        for key, item in _section_fields(section).items():
             default = getattr(defaults, key)
             kind = type(default).__name__ if default is not None else "yaml"
             shown = yaml.safe_dump(default, default_flow_style=True, sort_keys=False).removesuffix("...\n").strip()
+            rule = field_rule(item)
+            allowed = f"; {rule.allowed}" if rule is not None else ""
             group.add_argument(f"--{section}.{key}", dest=f"{section}.{key}", default=None, metavar=kind.upper(),
-                               help=f"default: {shown}".replace("%", "%%"))
+                               help=f"default: {shown}{allowed}".replace("%", "%%"))
 
 
 def recipe_overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -248,8 +191,12 @@ def recipe_from_args(args: argparse.Namespace, base: Recipe | None = None) -> Re
     values = recipe.to_dict()
     for dest, raw in recipe_overrides(args).items():
         section, key = dest.split(".", 1)
-        values[section][key] = yaml.safe_load(raw) if isinstance(raw, str) else raw
-    return recipe_from_dict(values, source="the command line")
+        try:
+            values[section][key] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+        except yaml.YAMLError as err:
+            raise UsageError(f"--{dest} {raw!r} on the command line is not a YAML value: "
+                             f"{_yaml_problem(err)}") from None
+    return recipe_from_dict(values, source=COMMAND_LINE)
 
 
 def recorded_recipe(pipeline: str | os.PathLike, revision: str | None = None) -> Recipe:
@@ -272,12 +219,40 @@ def recorded_recipe(pipeline: str | os.PathLike, revision: str | None = None) ->
 
 
 def command_line(argv: list[str]) -> str:
-    """The command as typed, for ``args.yaml`` and cards, with the value of ``--hub_token`` masked."""
+    """The command as typed, for ``args.yaml``, cards and ``generation.json``, with every secret masked.
+
+    Masked: the value of any flag whose name contains ``token``, ``password``, ``secret`` or ``key`` (``--hub_token X``
+    and ``--hub_token=X``; a recipe key ``--section.key`` is a setting, recorded in args.yaml anyway, and stays), and
+    wherever it appears, anything that looks like a Hugging Face token or is the token of the environment or login.
+    """
     shown, hide = [], False
     for arg in argv:
-        shown.append("***" if hide else ("--hub_token=***" if arg.startswith("--hub_token=") else arg))
-        hide = arg == "--hub_token"
+        flag, equals, _ = arg.partition("=")
+        if hide:
+            arg = "***"
+        elif _is_secret_flag(flag) and equals:
+            arg = f"{flag}=***"
+        hide = _is_secret_flag(arg) and not equals
+        shown.append(mask_secrets(arg))
     return "python " + " ".join(shlex.quote(a) for a in shown)
+
+
+SECRET_WORDS = ("token", "password", "secret", "key")
+HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with Hugging Face tokens and the token of the environment or login replaced by ``***``."""
+    token = get_token()
+    if token and len(token) >= 8:  # a short value would mask ordinary words
+        text = text.replace(token, "***")
+    return HF_TOKEN.sub("hf_***", text)
+
+
+def _is_secret_flag(arg: str) -> bool:
+    if not arg.startswith("-") or arg.split(".", 1)[0].lstrip("-") in SECTIONS:
+        return False
+    return any(word in arg.lower() for word in SECRET_WORDS)
 
 
 def write_run_args(folder: str | os.PathLike, recipe: Recipe, **run: Any) -> None:

@@ -71,8 +71,8 @@ def train_base_model(
         for step, (images, labels) in enumerate(bar):
             loss = nn.functional.cross_entropy(model(images), labels)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"Base training diverged: loss {loss.item()} at epoch {epoch + 1}, "
-                                         f"step {step}; lower collect.base_lr")
+                raise FloatingPointError(f"base training diverged (loss {loss.item()} at epoch {epoch + 1}, step "
+                                         f"{step}) with collect.base_lr {lr:g}; lower collect.base_lr and run again")
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
@@ -120,7 +120,7 @@ def collect_checkpoints(
         FloatingPointError: on a NaN or infinite loss.
     """
     if num_checkpoints < 2:
-        raise ValueError(f"num_checkpoints must be at least 2, got {num_checkpoints}")
+        raise ValueError(f"collect.num_checkpoints must be at least 2 per base-model seed; got {num_checkpoints}")
     split = FrozenPrefixSplit.from_model(model, layout.names)
     train_features = split.compute_prefix(train[0], batch_size=eval_batch_size)
     base = dict(model.named_parameters())
@@ -134,7 +134,8 @@ def collect_checkpoints(
         logits = functional_call(split.suffix, params, tuple(f[idx] for f in train_features))
         loss = nn.functional.cross_entropy(logits, labels[idx])
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"Collection diverged: loss {loss.item()} at step {step}; lower collect.lr")
+            raise FloatingPointError(f"checkpoint collection diverged (loss {loss.item()} at step {step}) with "
+                                     f"collect.lr {lr:g}; lower collect.lr and run again")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -153,5 +154,6 @@ def checkpoints_per_seed(num_checkpoints: int, seeds: list[int]) -> list[int]:
     per = math.ceil(num_checkpoints / len(seeds))
     counts = [min(per, num_checkpoints - i * per) for i in range(len(seeds))]
     if min(counts) < 1:
-        raise ValueError(f"{num_checkpoints} checkpoints cannot be spread over {len(seeds)} seeds")
+        raise ValueError(f"collect.num_checkpoints {num_checkpoints} cannot be spread over the {len(seeds)} seeds "
+                         f"of collect.seeds; raise it or use fewer seeds")
     return counts

@@ -1,0 +1,161 @@
+"""The sections of a recipe, each key with its type, default and rule (what values it allows), in one place.
+
+``autoencoder`` and ``denoiser`` are built from the components' signatures (the model is the one source of their
+keys and defaults); their rules are given beside them. :data:`PAIR_RULES` relates keys of different sections.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models.autoencoder import ParameterAutoencoder
+from ..models.denoiser import LatentDenoiser
+from .rules import Rule, choice, integer, items, number, odd, random_seed, setting, symmetric_channels, text
+
+__all__ = ["PAIR_RULES", "SECTIONS", "AutoencoderConfig", "CollectConfig", "DataConfig", "DenoiserConfig",
+           "EvaluateConfig", "Recipe", "TargetConfig", "TrainConfig"]
+
+# diffusers' get_scheduler names that need no more than warm-up and total steps (piecewise_constant needs rules).
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+SAMPLERS = ("ddim", "ddpm")  # pdiff_hub.evaluation.generation.SCHEDULERS's names (a test keeps them equal)
+
+
+@dataclass
+class DataConfig:
+    """The image dataset: a built-in name (``fashion_mnist``, ``mnist``, ``digits``), a folder or a Hub id."""
+
+    dataset: str = setting("fashion_mnist", text())
+    image_size: int = setting(32, integer(1))
+    val_size: int = setting(5000, integer(0))
+    split_seed: int = setting(0, random_seed())
+
+
+@dataclass
+class TargetConfig:
+    """The timm model and the name patterns of its generated parameters."""
+
+    model_name: str = setting("resnet18", text())
+    model_kwargs: dict = setting({"num_classes": 10, "in_chans": 1}, Rule(
+        "a mapping of timm arguments whose num_classes and in_chans, when given, are integers >= 1",
+        lambda v: all(type(v[k]) is int and v[k] >= 1 for k in ("num_classes", "in_chans") if k in v)))
+    param_patterns: list = setting(["layer4.1.bn1", "layer4.1.bn2"], items(str, text(), non_empty=True))
+
+
+@dataclass
+class CollectConfig:
+    """Base training from scratch, then checkpoint collection of the generated subset (AdamW, constant lr)."""
+
+    base_epochs: int = setting(3, integer(1))
+    base_lr: float = setting(2e-3, number(0, above=True))
+    base_weight_decay: float = setting(0.05, number(0))
+    base_batch_size: int = setting(128, integer(1))
+    num_checkpoints: int = setting(200, integer(2))
+    lr: float = setting(0.15, number(0, above=True))
+    weight_decay: float = setting(0.0, number(0))
+    batch_size: int = setting(128, integer(1))
+    seeds: list = setting([0], items(int, random_seed(), non_empty=True))
+    eval_batch_size: int = setting(1024, integer(1))
+
+
+def _component_section(name: str, component: type, derived: tuple[str, ...], rules: dict[str, Rule],
+                       doc: str) -> type:
+    """A recipe section whose keys and defaults are ``component.__init__``'s: the model is the one source of both.
+
+    ``derived`` names the arguments the data decides (the parameter count, the latent size a denoiser inherits),
+    which are not settings; ``rules`` gives the others theirs. Tuple defaults become lists, the form YAML reads and
+    writes.
+    """
+    fields = []
+    for arg in inspect.signature(component.__init__).parameters.values():
+        if arg.name == "self" or arg.name in derived or arg.default is inspect.Parameter.empty:
+            continue
+        default = list(arg.default) if isinstance(arg.default, tuple) else arg.default
+        kind = type(default) if default is not None else Any
+        fields.append((arg.name, kind, field(default_factory=functools.partial(copy.deepcopy, default),
+                                             metadata={"rule": rules[arg.name]} if arg.name in rules else {})))
+    section = dataclasses.make_dataclass(name, fields)
+    section.__module__, section.__doc__ = __name__, doc
+    return section
+
+
+AutoencoderConfig = _component_section(
+    "AutoencoderConfig", ParameterAutoencoder, ("num_params", "tensor_sizes"),
+    {"latent_dim": integer(1), "channels": items(int, integer(1), non_empty=True), "kernel_size": odd(1),
+     "input_noise": number(0), "latent_noise": number(0)},
+    "The parameter autoencoder: the arguments of ParameterAutoencoder, with its defaults.")
+DenoiserConfig = _component_section(
+    "DenoiserConfig", LatentDenoiser, ("latent_dim",),
+    {"channels": symmetric_channels(), "kernel_size": odd(1), "time_embed_dim": integer(1)},
+    "The latent denoiser: the arguments of LatentDenoiser, with its defaults (latent_dim is the autoencoder's).")
+
+
+@dataclass
+class TrainConfig:
+    """Both training stages, and the paper's DDPM noise schedule."""
+
+    seed: int = setting(0, random_seed())
+    autoencoder_steps: int = setting(1500, integer(1))
+    autoencoder_lr: float = setting(1e-3, number(0, above=True))
+    autoencoder_batch_size: int = setting(50, integer(1))
+    diffusion_steps: int = setting(3000, integer(1))
+    diffusion_lr: float = setting(1e-3, number(0, above=True))
+    diffusion_batch_size: int = setting(50, integer(1))
+    weight_decay: float = setting(2e-6, number(0))
+    lr_scheduler: str = setting("cosine", choice(LR_SCHEDULERS))
+    lr_warmup_steps: int = setting(0, integer(0))
+    use_ema: bool = False
+    ema_decay: float = setting(0.999, number(0, below=1))
+    num_train_timesteps: int = setting(1000, integer(1))
+    beta_start: float = setting(1e-4, number(0, above=True, below=1))
+    beta_end: float = setting(2e-2, number(0, above=True, below=1))
+
+
+@dataclass
+class EvaluateConfig:
+    """Generation and the baselines of the memorization critique.
+
+    ``val_images`` / ``test_images``: evaluate on a random subset of this many images of the split (drawn with
+    ``seed``; 0 = the whole split), for models whose generated layers are expensive to run hundreds of times.
+    ``noise_amplitudes`` may be empty (no noise baseline).
+    """
+
+    num_models: int = setting(100, integer(1))
+    num_inference_steps: int = setting(50, integer(1))
+    scheduler: str = setting("ddim", choice(SAMPLERS))
+    seed: int = setting(0, random_seed())
+    noise_amplitudes: list = setting([0.01, 0.06, 0.12], items(float, number(0)))
+    average_size: int = setting(16, integer(1))
+    batch_size: int = setting(2048, integer(1))
+    val_images: int = setting(0, integer(0))
+    test_images: int = setting(0, integer(0))
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Rules between keys: (first key, second key, holds, what is allowed). Checked after every key passed its own rule.
+PAIR_RULES = [
+    ("train.beta_start", "train.beta_end", lambda a, b: a < b, "train.beta_start must be below train.beta_end"),
+    ("evaluate.num_inference_steps", "train.num_train_timesteps", lambda a, b: a <= b,
+     "evaluate.num_inference_steps cannot exceed train.num_train_timesteps"),
+]
+
+
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Recipe) if f.name != "name"}
