@@ -6,8 +6,11 @@ import re
 
 import pytest
 import torch
+from diffusers.optimization import get_scheduler
 
 from pdiff_hub import LatentDenoiser, ParameterAutoencoder
+from pdiff_hub.core.cli import UsageError
+from pdiff_hub.evaluation.generation import SCHEDULERS
 from pdiff_hub.recipes.config import (
     RECIPE_DIR,
     Recipe,
@@ -20,6 +23,7 @@ from pdiff_hub.recipes.config import (
     recorded_recipe,
     write_run_args,
 )
+from pdiff_hub.recipes.sections import LR_SCHEDULERS, SAMPLERS
 from pdiff_hub.training.objectives import build_autoencoder, build_denoiser
 
 from ..components import tiny_target
@@ -111,3 +115,36 @@ def test_recorded_recipe_is_the_one_saved_beside_the_pipeline(tmp_path):
 def test_hub_token_never_reaches_the_recorded_command():
     command = command_line(["scripts/train.py", "--hub_token", "hf_secret1", "--hub_token=hf_secret2", "--x", "a b"])
     assert "hf_secret" not in command and command.count("--hub_token") == 2 and "'a b'" in command
+
+
+def test_every_secret_looking_value_is_masked(monkeypatch):
+    token = "hf_" + "A1b2" * 8
+    monkeypatch.setenv("HF_TOKEN", "login-token-value")
+    command = command_line(["scripts/x.py", "--api_key", "k1", "--db_password=p1", "--client_secret", "s1",
+                            "--data.dataset", f"org/{token}", "--note", "login-token-value", "--train.seed", "3"])
+    for secret in ("k1", "p1", "s1", token, "login-token-value"):
+        assert secret not in command, command
+    assert "--api_key '***'" in command and "--db_password=***" in command and "org/hf_***" in command
+    assert "--train.seed 3" in command  # a recipe key is a setting, recorded in args.yaml anyway
+
+
+def test_empty_lists_are_refused_only_where_they_mean_nothing():
+    assert recipe_from_dict({"evaluate": {"noise_amplitudes": []}}).evaluate.noise_amplitudes == []
+    for section, key in [("collect", "seeds"), ("target", "param_patterns"), ("autoencoder", "channels"),
+                         ("denoiser", "channels")]:
+        with pytest.raises(UsageError, match=rf"{section}\.{key} in recipe must be a (non-empty|symmetric) list"):
+            recipe_from_dict({section: {key: []}})
+
+
+def test_list_elements_take_their_type():
+    recipe = recipe_from_dict({"evaluate": {"noise_amplitudes": ["1e-3", 1]}, "collect": {"seeds": [1.0, 2]}})
+    assert recipe.evaluate.noise_amplitudes == [1e-3, 1.0] and recipe.collect.seeds == [1, 2]
+    with pytest.raises(UsageError, match=r"collect\.seeds in recipe must be .*; got \[0, 'a'\]"):
+        recipe_from_dict({"collect": {"seeds": [0, "a"]}})
+
+
+def test_the_named_schedulers_are_the_ones_that_exist():
+    assert set(SAMPLERS) == set(SCHEDULERS)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+    for name in LR_SCHEDULERS:
+        get_scheduler(name, optimizer, num_warmup_steps=1, num_training_steps=4)

@@ -40,7 +40,10 @@ class Rule:
 
 def integer(low: int | None = None, high: int | None = None) -> Rule:
     """An integer in ``[low, high)``; either bound may be left out."""
-    words = "an integer" + (f" >= {low}" if low is not None else "") + (f" below {high}" if high is not None else "")
+    if low is not None and high is not None:
+        words = f"an integer from {low} to {high - 1}"
+    else:
+        words = "an integer" + (f" >= {low}" if low is not None else "") + (f" < {high}" if high is not None else "")
     return Rule(words, lambda v: (low is None or v >= low) and (high is None or v < high))
 
 
@@ -61,11 +64,13 @@ def odd(low: int = 1) -> Rule:
     return Rule(f"an odd integer >= {low}", lambda v: v >= low and v % 2 == 1)
 
 
-def items(kind: type, rule: Rule | None = None, *, non_empty: bool = False) -> Rule:
-    """A list whose elements are ``kind`` values allowed by ``rule``; ``non_empty`` refuses ``[]``."""
-    words = ("a non-empty list" if non_empty else "a list") + " of " + _plural(kind, rule)
-    return Rule(words, lambda v: (bool(v) or not non_empty) and all(rule is None or rule.test(x) for x in v),
-                item=kind)
+def items(kind: type, rule: Rule | None = None, *, non_empty: bool = False, distinct: bool = False) -> Rule:
+    """A list whose elements are ``kind`` values allowed by ``rule``; ``non_empty`` refuses ``[]``, ``distinct``
+    a repeated element."""
+    words = (f"a {'non-empty ' if non_empty else ''}list of {'distinct ' if distinct else ''}"
+             + _plural(kind, rule))
+    return Rule(words, lambda v: (bool(v) or not non_empty) and (len(set(v)) == len(v) or not distinct)
+                and all(rule is None or rule.test(x) for x in v), item=kind)
 
 
 def symmetric_channels() -> Rule:

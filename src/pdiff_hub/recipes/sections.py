@@ -58,7 +58,7 @@ class CollectConfig:
     lr: float = setting(0.15, number(0, above=True))
     weight_decay: float = setting(0.0, number(0))
     batch_size: int = setting(128, integer(1))
-    seeds: list = setting([0], items(int, random_seed(), non_empty=True))
+    seeds: list = setting([0], items(int, random_seed(), non_empty=True, distinct=True))
     eval_batch_size: int = setting(1024, integer(1))
 
 
