@@ -27,7 +27,14 @@ from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
 from pdiff_hub.hub.cards import render_card
 from pdiff_hub.models.target import TargetModel
-from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, command_line, recipe_from_args, write_run_args
+from pdiff_hub.recipes.config import (
+    Recipe,
+    add_recipe_arguments,
+    command_line,
+    recipe_from_args,
+    resolve_recipe_path,
+    write_run_args,
+)
 from pdiff_hub.training.collection import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
 
 
@@ -86,7 +93,8 @@ def check_splits(recipe: Recipe, splits: dict) -> None:
 
 def main(args: argparse.Namespace) -> None:
     recipe = recipe_from_args(args)
-    check_output_dir(args.output_dir, overwrite=args.overwrite)
+    check_output_dir(args.output_dir, overwrite=args.overwrite,
+                     inputs=[resolve_recipe_path(args.recipe)] if args.recipe else [])
     counts = check_plan(recipe)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     c = recipe.collect

@@ -91,3 +91,10 @@ def test_a_full_disk_keeps_the_earlier_output_and_leaves_no_temporary_folder(tmp
     monkeypatch.setattr(ParameterDataset, "save", full)
     line = refused(tmp_path, "--overwrite", output=str(earlier))
     assert line.startswith("error: the disk is full while writing ") and "nothing was replaced" in line
+
+
+def test_a_recipe_inside_the_output_folder_is_not_replaced(tmp_path, earlier):
+    recipe = earlier / "recipe.yaml"
+    recipe.write_text("name: mine\ndata: {dataset: digits}\n")
+    line = refused(tmp_path, "--recipe", str(recipe), "--overwrite", output=str(earlier))
+    assert f"--output_dir {earlier} overlaps the input {recipe}" in line

@@ -37,8 +37,8 @@ from .sections import (
 
 __all__ = ["AutoencoderConfig", "CollectConfig", "DataConfig", "DenoiserConfig", "EvaluateConfig", "Recipe",
            "TargetConfig", "TrainConfig", "add_recipe_arguments", "bundled_recipes", "command_line", "load_recipe",
-           "mask_secrets", "recipe_from_args", "recipe_overrides", "recorded_recipe", "write_run_args",
-           "write_yaml_atomic"]
+           "mask_secrets", "recipe_from_args", "recipe_overrides", "recorded_recipe", "resolve_recipe_path",
+           "write_run_args", "write_yaml_atomic"]
 
 RECIPE_DIR = Path(__file__).resolve().parent  # the bundled YAML recipes ship beside this module (package data)
 
