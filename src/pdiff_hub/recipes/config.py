@@ -3,6 +3,10 @@
 A recipe has the sections ``data``, ``target``, ``collect``, ``autoencoder``, ``denoiser``, ``train`` and
 ``evaluate``. Every script reads the whole recipe (so an unknown key anywhere is an error), uses the sections it
 needs, and writes the final values to ``args.yaml`` beside its outputs: every run can be repeated.
+
+Every value is converted to its key's type and checked against the key's rule (:mod:`.sections` declares both, with
+:mod:`.rules`) when it is read, from a file, an ``args.yaml`` or the command line: a bad value is one sentence naming
+the key, the value, where it came from and what is allowed. Recorded commands have their secrets masked.
 """
 
 from __future__ import annotations
@@ -164,7 +168,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipe_flag: bool = Tr
     """
     if recipe_flag:
         parser.add_argument("--recipe", default=None,
-                            help="recipe YAML path or bundled name (pdiff_hub/recipes/*.yaml)")
+                            help="a recipe YAML file's path, or a bundled recipe's bare name: "
+                                 + ", ".join(bundled_recipes()))
     for section, factory in SECTIONS.items():
         defaults = factory()
         description = (type(defaults).__doc__ or "").strip().split("\n")[0]
