@@ -149,7 +149,8 @@ def resolve_folder(name_or_path: str | os.PathLike, what: str, download: Callabl
     """A local folder as it is, else a Hub repo id fetched with ``download`` (e.g. ``snapshot_download``).
 
     Raises:
-        FileNotFoundError: naming ``what`` when ``name_or_path`` is neither a folder nor a Hub repo id.
+        FileNotFoundError: naming ``what`` when ``name_or_path`` is neither a folder nor a Hub repo id, or the
+            repo cannot be fetched.
     """
     path = Path(name_or_path)
     if path.is_dir():
@@ -158,4 +159,9 @@ def resolve_folder(name_or_path: str | os.PathLike, what: str, download: Callabl
         reason = "is a file, not a folder" if path.exists() else "does not exist"
         raise FileNotFoundError(f"No {what} at {name_or_path}: the path {reason}, and it is not a Hub repo id "
                                 "('org/name')")
-    return Path(download(str(name_or_path)))
+    try:
+        return Path(download(str(name_or_path)))
+    except OSError as err:  # huggingface_hub's network and "not found" errors are OSErrors
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise FileNotFoundError(f"No {what} at {name_or_path}: there is no such folder, and as a Hub repo id it could "
+                                f"not be fetched ({reason[:200]})") from err
