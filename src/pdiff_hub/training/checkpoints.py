@@ -5,6 +5,11 @@ it (``run.json``, see :mod:`.identity`) and, when the recipe uses EMA, the EMA w
 (safetensors, written and read by accelerate's save and load hooks as diffusers' training examples do). It is written
 under a temporary name and renamed when complete, so a run killed while saving leaves only whole checkpoints.
 
+Under N processes every process saves and loads the state (accelerate writes the weights, optimizers and schedulers
+from the main process and one ``random_states_<rank>.pkl`` per process); the main process alone makes the temporary
+folder, writes the identity, renames it into place and rotates, between barriers. The checkpoints folder must be one
+that every process sees (a shared file system across machines).
+
 A run resumes, rotates and replaces only its own checkpoints; another run's are refused, or with ``overwrite``
 removed once this run has saved its own. Nothing in a checkpoint is unpickled with code: a folder holding a pickle
 that accelerate would load with ``weights_only=False`` (``custom_checkpoint_*``, any ``*.pkl`` but its RNG states) is
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from accelerate.utils import load as accelerate_load
 from diffusers.training_utils import EMAModel
 
@@ -115,28 +121,40 @@ class RunCheckpoints:
     def save(self, accelerator: Accelerator, step: int) -> Path:
         """``accelerator.save_state`` and this run's identity, renamed into place when whole; then rotate.
 
-        Only this run's checkpoints are rotated; the replaced ones of an earlier run are removed once this one is in
-        place.
+        Call it on every process: each saves its own random state into the main process's temporary folder, and
+        the main process renames it into place once all have saved. Only this run's checkpoints are rotated; the
+        replaced ones of an earlier run are removed once this one is in place.
         """
         final = self.folder / f"checkpoint-{step}"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_identity(self.folder, self.identity)
-        tmp = Path(tempfile.mkdtemp(dir=self.folder, prefix=temporary_prefix(final.name)))
+        tmp = None
+        if accelerator.is_main_process:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_identity(self.folder, self.identity)
+            tmp = tempfile.mkdtemp(dir=self.folder, prefix=temporary_prefix(final.name))
+        tmp = Path(broadcast_object_list([tmp])[0])  # the main process's folder: its pid names it
         try:
             accelerator.save_state(str(tmp))
-            write_identity(tmp, self.identity)
-            if final.is_dir():  # this run's own, of an attempt resumed from an earlier step, or a replaced one
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            accelerator.wait_for_everyone()  # every rank's random state is written
+            if accelerator.is_main_process:
+                write_identity(tmp, self.identity)
+                if final.is_dir():  # this run's own, of an attempt resumed from an earlier step, or a replaced one
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if accelerator.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+        if accelerator.is_main_process:
+            self._rotate(final)
+        accelerator.wait_for_everyone()  # no process runs ahead of a checkpoint that is not in place yet
+        return final
+
+    def _rotate(self, final: Path) -> None:
         self.replaced = [c for c in self.replaced if c != final]  # that name is this run's checkpoint now
         self.discard_replaced()
         own = [c for c in list_checkpoints(self.folder)
                if identity_difference(read_identity(c), self.identity) is None]
         for old in own[: max(0, len(own) - self.limit)]:
             shutil.rmtree(old, ignore_errors=True)
-        return final
 
     def discard_replaced(self) -> None:
         """Remove the checkpoints this run replaces (see :meth:`start`): call it once the run has saved its own."""
@@ -165,8 +183,16 @@ def check_checkpoint_files(checkpoint: Path) -> None:
 
 
 def load_state(accelerator: Accelerator, checkpoint: Path) -> None:
-    """``accelerator.load_state`` after :func:`check_checkpoint_files`, with a refused pickle named in one sentence."""
+    """``accelerator.load_state`` after :func:`check_checkpoint_files`, with a refused pickle named in one sentence.
+
+    Call it on every process: each loads the shared state and its own random state, which must be there (accelerate
+    would go on silently without it, with other random numbers than the interrupted run).
+    """
     check_checkpoint_files(checkpoint)
+    own_state = Path(checkpoint) / f"random_states_{accelerator.process_index}.pkl"
+    if not own_state.is_file():
+        raise UsageError(f"checkpoint {checkpoint} has no {own_state.name}, the random state of process "
+                         f"{accelerator.process_index}; resume it with as many processes as the run that wrote it")
     try:
         accelerator.load_state(str(checkpoint))
     except pickle.UnpicklingError as err:  # an optimizer or scheduler file that weights_only=True refused
@@ -178,6 +204,8 @@ def register_ema_checkpointing(accelerator: Accelerator, ema: EMAModel, model_cl
     """Save and load ``ema`` with every checkpoint, in ``denoiser_ema/`` as safetensors (never a pickle)."""
 
     def save_ema(models, weights, output_dir):
+        if not accelerator.is_main_process:  # the EMA weights are the same on every process: one writer
+            return
         # save_pretrained builds a fresh model (random initial weights) to copy the EMA weights into: keep the
         # run's random stream as it was, so a run with checkpoints draws what one without them draws.
         with torch.random.fork_rng(devices=[]):

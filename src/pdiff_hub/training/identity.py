@@ -2,8 +2,10 @@
 
 A run's identity is recorded as ``run.json`` in its checkpoints folder and in every checkpoint. A checkpoint is
 resumed only by the run that wrote it: the same ``target``, ``autoencoder``, ``denoiser`` and ``train`` sections of
-the final recipe (the seed among them) and the same parameter vectors (``ParameterDataset.fingerprint``), so a
-resumed run ends with the weights of an uninterrupted one.
+the final recipe (the seed among them), the same parameter vectors (``ParameterDataset.fingerprint``) and the same
+number of processes (each draws its own share of the batches and keeps its own random state), so a resumed run ends
+with the weights of an uninterrupted one. The process count is recorded only when it is more than one: a 1-process
+run's ``run.json`` is what it was before runs had several processes.
 """
 
 from __future__ import annotations
@@ -24,16 +26,19 @@ IDENTITY_FILE = "run.json"
 TRAINING_SECTIONS = ("target", "autoencoder", "denoiser", "train")
 
 
-def run_identity(recipe: Recipe, params: ParameterDataset) -> dict:
+def run_identity(recipe: Recipe, params: ParameterDataset, num_processes: int = 1) -> dict:
     """The identity of a training run, as it is written to ``run.json`` (JSON types only)."""
     sections = {name: value for name, value in recipe.to_dict().items() if name in TRAINING_SECTIONS}
     sections = json.loads(json.dumps(sections, sort_keys=True, default=str))  # tuples -> lists, as read back
-    return {
+    identity = {
         "recipe_sha256": hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest(),
         "param_dataset_sha256": params.fingerprint,
         "seed": recipe.train.seed,
         "recipe": sections,
     }
+    if num_processes > 1:
+        identity["num_processes"] = num_processes
+    return identity
 
 
 def identity_difference(recorded: dict | None, current: dict) -> str | None:
@@ -42,6 +47,9 @@ def identity_difference(recorded: dict | None, current: dict) -> str | None:
         return f"it has no {IDENTITY_FILE} recording its run"
     if recorded.get("param_dataset_sha256") != current["param_dataset_sha256"]:
         return "it was trained on another parameter dataset"
+    recorded_processes, processes = recorded.get("num_processes", 1), current.get("num_processes", 1)
+    if recorded_processes != processes:
+        return f"it was trained by {recorded_processes} process(es), this run has {processes}"
     if recorded.get("recipe_sha256") == current["recipe_sha256"] and recorded.get("seed") == current["seed"]:
         return None
     old, new = recorded.get("recipe") or {}, current["recipe"]

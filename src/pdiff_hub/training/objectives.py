@@ -1,12 +1,17 @@
 """The two training objectives of p-diff and the components a recipe builds. No argparse, no I/O.
 
-All randomness (batches, noise, timesteps) comes from torch's global generator, whose state
-``accelerator.save_state`` stores: a resumed run continues exactly where the interrupted one stopped.
+The noise and timesteps (and the autoencoder's noise augmentation) come from torch's global generator, whose state
+``accelerator.save_state`` stores for every process: a resumed run continues exactly where the interrupted one
+stopped. The batches of a 1-process run come from the global generator too (:func:`sample_batch`); under N processes
+every step's global batch is drawn from a generator seeded by the run's seed and the step alone, the same on every
+rank, and each rank takes its slice of it (:func:`rank_batch`): the ranks' batches are distinct, reproducible, and
+need no state of their own in a checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import torch
 from diffusers import DDPMScheduler
@@ -17,8 +22,8 @@ from ..models.denoiser import LatentDenoiser
 from ..models.target import TargetModel
 from ..recipes.config import Recipe
 
-__all__ = ["autoencoder_loss", "build_autoencoder", "build_denoiser", "build_scheduler", "diffusion_loss",
-           "sample_batch"]
+__all__ = ["autoencoder_loss", "batch_indices", "build_autoencoder", "build_denoiser", "build_scheduler",
+           "diffusion_loss", "rank_batch", "sample_batch", "step_generator"]
 
 
 def build_autoencoder(recipe: Recipe, target: TargetModel, vectors: torch.Tensor) -> ParameterAutoencoder:
@@ -41,11 +46,42 @@ def build_scheduler(recipe: Recipe) -> DDPMScheduler:
                          beta_schedule="linear", clip_sample=False)
 
 
-def sample_batch(data: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """A random batch (with replacement when the data is smaller than the batch)."""
-    if batch_size >= len(data):
-        return data[torch.randint(len(data), (batch_size,))]
-    return data[torch.randperm(len(data))[:batch_size]]
+def sample_batch(data: torch.Tensor, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random batch (with replacement when the data is smaller than the batch), from ``generator`` or the global
+    one."""
+    return data[batch_indices(len(data), batch_size, generator)]
+
+
+def batch_indices(num_rows: int, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The rows of a random batch: distinct when there are more rows than the batch, else drawn with replacement."""
+    if batch_size >= num_rows:
+        return torch.randint(num_rows, (batch_size,), generator=generator)
+    return torch.randperm(num_rows, generator=generator)[:batch_size]
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """A generator that depends on ``(seed, step)`` only: what every rank draws a step's global batch from."""
+    digest = hashlib.sha256(f"pdiff-batch:{seed}:{step}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def rank_batch(data: torch.Tensor, batch_size: int, *, seed: int, step: int, rank: int,
+               num_processes: int) -> torch.Tensor:
+    """This rank's share of step ``step``'s global batch of ``batch_size`` rows.
+
+    The global batch is drawn as :func:`sample_batch` draws it, from :func:`step_generator`, and split into
+    ``num_processes`` consecutive slices of ``batch_size // num_processes`` rows: rank ``rank`` takes slice ``rank``.
+    Together the ranks train on exactly one global batch, rows distinct across ranks when the data is larger than
+    the batch, whatever the process count.
+
+    Raises:
+        ValueError: when ``batch_size`` is not a multiple of ``num_processes``.
+    """
+    if batch_size % num_processes:
+        raise ValueError(f"a batch of {batch_size} does not split evenly over {num_processes} processes")
+    share = batch_size // num_processes
+    rows = batch_indices(len(data), batch_size, step_generator(seed, step))
+    return data[rows[rank * share:(rank + 1) * share]]
 
 
 def autoencoder_loss(autoencoder: nn.Module, vectors: torch.Tensor) -> torch.Tensor:

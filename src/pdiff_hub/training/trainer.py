@@ -5,18 +5,25 @@ on); stage 2 freezes it, encodes the vectors once and trains the :class:`~pdiff_
 objective. The training state is saved every ``checkpointing_steps`` under ``OUTPUT_DIR/checkpoints/``; a run
 resumed from one ends with the same weights as an uninterrupted run. The checkpoints belong to one run
 (:mod:`.checkpoints`, :mod:`.identity`): the folder is checked before anything is built or written.
+
+Under ``accelerate launch`` with N processes the recipe's batch sizes are the global batches: each rank trains on its
+``batch // N`` rows of every step's batch (:func:`.objectives.rank_batch`) and draws its own noise (the global
+generator seeded with ``seed + rank``, accelerate's ``device_specific`` seeding), and the models, wrapped in
+DistributedDataParallel, average the gradients. The weights, the EMA weights and the stage-2 latents are the same on
+every rank (checked at the end). A 1-process run draws exactly what it drew before runs had several processes.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import ProjectConfiguration, broadcast, gather_object, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -38,11 +45,12 @@ from .objectives import (
     build_denoiser,
     build_scheduler,
     diffusion_loss,
+    rank_batch,
     sample_batch,
 )
 
-__all__ = ["PDiffTrainer", "TrainingResult", "check_recipe_matches", "check_steps", "reconstruction_accuracy",
-           "tracker"]
+__all__ = ["PDiffTrainer", "TrainingResult", "check_batch_split", "check_recipe_matches", "check_steps",
+           "reconstruction_accuracy", "tracker"]
 
 
 @dataclass
@@ -89,6 +97,19 @@ def check_steps(recipe: Recipe) -> None:
             raise UsageError(f"train.{key} is {value!r}; both training stages need a whole number of steps, 1 or more")
 
 
+def check_batch_split(recipe: Recipe, num_processes: int) -> None:
+    """Under N processes each rank trains on ``batch // N`` rows of the recipe's batch: both batches must split evenly.
+
+    Raises:
+        UsageError: naming the key, its value and the process count.
+    """
+    for key in ("autoencoder_batch_size", "diffusion_batch_size"):
+        value = getattr(recipe.train, key)
+        if value % num_processes:
+            raise UsageError(f"train.{key} is {value}, which does not split evenly over {num_processes} processes; "
+                             f"give a multiple of {num_processes} (the global batch, shared by the processes)")
+
+
 def tracker(report_to: str) -> str | None:
     """The accelerate tracker for ``report_to``: ``"auto"`` is tensorboard when it is installed, else none."""
     if report_to == "auto":
@@ -128,20 +149,22 @@ class PDiffTrainer:
         self.output_dir = Path(output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         self.checkpointing_steps = checkpointing_steps
-        self.identity = run_identity(recipe, params)
-        self.checkpoints = RunCheckpoints(self.checkpoint_dir, self.identity, checkpoints_total_limit)
-        self.resume_from = self.checkpoints.start(resume_from_checkpoint, overwrite)
-        self.resume_requested = bool(resume_from_checkpoint)
         self.accelerator = Accelerator(
             log_with=tracker(report_to),
             project_config=ProjectConfiguration(project_dir=str(self.output_dir),
                                                 logging_dir=str(self.output_dir / "logs")),
         )
+        self.num_processes = self.accelerator.num_processes
+        check_batch_split(recipe, self.num_processes)
+        self.identity = run_identity(recipe, params, self.num_processes)
+        self.checkpoints = RunCheckpoints(self.checkpoint_dir, self.identity, checkpoints_total_limit)
+        self.resume_from = self.checkpoints.start(resume_from_checkpoint, overwrite)
+        self.resume_requested = bool(resume_from_checkpoint)
         if self.accelerator.is_main_process:  # the run owns its folder: what a killed run of it left goes
             remove_stale_temporaries(self.output_dir)
             remove_stale_temporaries(self.checkpoint_dir)
         t = recipe.train
-        # The seed comes before the components are built: it decides their initial weights.
+        # The seed comes before the components are built: it decides their initial weights (the same on every rank).
         set_seed(t.seed)
         self.vectors = params.vectors.to(self.accelerator.device)
         autoencoder = build_autoencoder(recipe, params.target, params.vectors)
@@ -163,6 +186,8 @@ class PDiffTrainer:
             self.ema.to(self.accelerator.device)
             register_ema_checkpointing(self.accelerator, self.ema, LatentDenoiser)
         self.total_steps = t.autoencoder_steps + t.diffusion_steps
+        if self.num_processes > 1:  # each rank its own noise from here on; its state is saved with every checkpoint
+            set_seed(t.seed, device_specific=True)
 
     def resume(self) -> int:
         """Load the checkpoint chosen at construction; the step to continue from (0 if none)."""
@@ -198,15 +223,16 @@ class PDiffTrainer:
             if step < t.autoencoder_steps:
                 stage, model, optimizer, lr_schedule = "autoencoder", self.autoencoder, self.ae_optimizer, self.ae_lr
                 model.train()
-                loss = autoencoder_loss(model, sample_batch(self.vectors, t.autoencoder_batch_size))
+                loss = autoencoder_loss(model, self._batch(self.vectors, t.autoencoder_batch_size, step))
             else:
                 if latents is None:
                     latents = self._encode_checkpoints()
                 stage, model, optimizer, lr_schedule = "diffusion", self.denoiser, self.dn_optimizer, self.dn_lr
                 model.train()
-                loss = diffusion_loss(model, self.scheduler, sample_batch(latents, t.diffusion_batch_size))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{stage} loss is {loss.item()} at step {step}; lower train.{stage}_lr")
+                loss = diffusion_loss(model, self.scheduler, self._batch(latents, t.diffusion_batch_size, step))
+            reported = self._global_loss(loss)
+            if not torch.isfinite(reported):  # the mean over ranks: all of them stop together
+                raise FloatingPointError(f"{stage} loss is {reported.item()} at step {step}; lower train.{stage}_lr")
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
@@ -214,24 +240,62 @@ class PDiffTrainer:
             if self.ema is not None and stage == "diffusion":
                 self.ema.step(accelerator.unwrap_model(self.denoiser).parameters())
             step += 1
-            losses[stage] = loss.item()
+            losses[stage] = reported.item()
             progress.update(1)
-            progress.set_postfix(stage=stage, loss=f"{loss.item():.4f}")
-            accelerator.log({f"{stage}_loss": loss.item(), f"{stage}_lr": lr_schedule.get_last_lr()[0]}, step=step)
-            if step % self.checkpointing_steps == 0 and step < self.total_steps and accelerator.is_main_process:
-                self.checkpoints.save(accelerator, step)
+            progress.set_postfix(stage=stage, loss=f"{reported.item():.4f}")
+            accelerator.log({f"{stage}_loss": reported.item(), f"{stage}_lr": lr_schedule.get_last_lr()[0]}, step=step)
+            if step % self.checkpointing_steps == 0 and step < self.total_steps:
+                self.checkpoints.save(accelerator, step)  # on every process: each saves its random state
         progress.close()
         train_seconds = time.perf_counter() - start_time
+        self.check_ranks_agree()
         accelerator.wait_for_everyone()
         accelerator.end_training()
         if not accelerator.is_main_process:
             return None
         return TrainingResult(self.final_pipeline(), losses, train_seconds)
 
+    def _batch(self, data: torch.Tensor, batch_size: int, step: int) -> torch.Tensor:
+        """This process's batch at ``step``: the global generator's draw in a 1-process run, as it always was; under
+        N processes this rank's share of the step's global batch."""
+        if self.num_processes == 1:
+            return sample_batch(data, batch_size)
+        return rank_batch(data, batch_size, seed=self.recipe.train.seed, step=step,
+                          rank=self.accelerator.process_index, num_processes=self.num_processes)
+
+    def _global_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss of the global batch (the mean of the ranks' equal shares), detached; ``loss`` in one process."""
+        if self.num_processes == 1:
+            return loss
+        return self.accelerator.reduce(loss.detach(), reduction="mean")
+
     @torch.no_grad()
     def _encode_checkpoints(self) -> torch.Tensor:
         self.autoencoder.eval()
-        return self.accelerator.unwrap_model(self.autoencoder).encode(self.vectors)
+        latents = self.accelerator.unwrap_model(self.autoencoder).encode(self.vectors)
+        # The ranks' autoencoders are equal, so are their latents; the main process's are used everywhere so that
+        # stage 2 trains on one set of latents even if a kernel rounded differently on another device.
+        return broadcast(latents.contiguous(), from_process=0) if self.num_processes > 1 else latents
+
+    def check_ranks_agree(self) -> None:
+        """Under N processes, check that every rank ends with the same weights (and EMA weights) as the main one.
+
+        Raises:
+            RuntimeError: naming the ranks whose weights differ from the main process's.
+        """
+        if self.num_processes == 1:
+            return
+        digest = hashlib.sha256()
+        models = [self.accelerator.unwrap_model(self.autoencoder), self.accelerator.unwrap_model(self.denoiser)]
+        tensors = [p for m in models for p in m.state_dict().values()]
+        tensors += list(self.ema.shadow_params) if self.ema is not None else []
+        for tensor in tensors:
+            digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        digests = gather_object([digest.hexdigest()])
+        differing = [rank for rank, d in enumerate(digests) if d != digests[0]]
+        if differing:
+            raise RuntimeError(f"the weights of process(es) {differing} differ from the main process's at the end of "
+                               "training; the processes did not train the same model")
 
     def final_pipeline(self) -> PDiffPipeline:
         """The pipeline of the current weights, on the CPU (the denoiser's EMA weights when the recipe uses EMA),
