@@ -4,16 +4,20 @@
         --num_models 100 --output_dir runs/fmnist/eval
     python scripts/evaluate.py --pipeline org/pdiff-fmnist --param_dataset org/params --output_dir OUT \\
         --evaluate.scheduler ddpm --evaluate.num_inference_steps 1000
+    accelerate launch --multi_gpu --num_processes 4 scripts/evaluate.py --pipeline ... --output_dir OUT
 
 Generates ``--num_models`` models in one batch, evaluates them, the collected checkpoints, their weight average and
 the baselines (noise-added checkpoints, averages of random checkpoints, a per-coordinate Gaussian) on the validation
 and test splits, and writes OUT/metrics.json, OUT/report.md, the figures and OUT/args.yaml (atomically: OUT appears
-complete or not at all). Everything is checked before the work: the output folder (empty, or ``--overwrite``; not
-an input), the pipeline's files against the checksums recorded when it was saved, the recipe's network against the
-pipeline's, and the parameter dataset against the one the pipeline records it was trained on (another one only with
-``--allow_other_param_dataset``). Without ``--recipe`` the recipe is the one recorded with the pipeline (its
-``args.yaml``, which holds the collection's data section), so the data are split exactly as at collection; the
-command line's ``--section.key`` flags override it either way.
+complete or not at all). Under ``accelerate launch`` with N processes the main process samples the models and draws
+the baselines, each process measures its share of all the rows' models, and the main process alone writes OUT: the
+same metrics.json as one process (timings apart; on the CPU the predictions are equal bit for bit). Everything is
+checked before the work, on every process alike and before the processes first meet: the output folder (empty, or
+``--overwrite``; not an input), the pipeline's files against the checksums recorded when it was saved, the recipe's
+network against the pipeline's, and the parameter dataset against the one the pipeline records it was trained on
+(another one only with ``--allow_other_param_dataset``). Without ``--recipe`` the recipe is the one recorded with
+the pipeline (its ``args.yaml``, which holds the collection's data section), so the data are split exactly as at
+collection; the command line's ``--section.key`` flags override it either way.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pdiff_hub.evaluation.generation import check_recipe_target, check_same_para
 from pdiff_hub.evaluation.report import render_report
 from pdiff_hub.evaluation.result import EvaluationResult
 from pdiff_hub.evaluation.run import run_evaluation
+from pdiff_hub.evaluation.sharding import ProcessGroup
 from pdiff_hub.recipes.config import (
     Recipe,
     add_recipe_arguments,
@@ -56,7 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="models to generate (shortcut for --evaluate.num_models)")
     parser.add_argument("--output_dir", required=True, help="folder for metrics.json, report.md and the figures")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default=None,
+                        help="torch device (default: cuda if available, else cpu; under accelerate launch each "
+                             "process's own GPU)")
     parser.add_argument("--revision", default=None, help="revision of a Hub pipeline")
     parser.add_argument("--param_dataset_revision", default=None, help="revision of a Hub parameter dataset")
     parser.add_argument("--allow_other_param_dataset", action="store_true",
@@ -103,11 +110,16 @@ def main(args: argparse.Namespace) -> None:
     check_recipe_target(recipe, pipe.target)
     check_same_target(pipe.target, params.target)
     check_same_param_dataset(pipe, params, allow_other=args.allow_other_param_dataset)
+    splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
+    # Every check above ran on every process alike; only now do the processes meet.
+    group = ProcessGroup.from_accelerate(device)
+    device = group.device(device)
     pipe.to(device)
     params.target.to(device)
-    splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
     result = run_evaluation(pipe, params, splits, recipe.evaluate,
-                            allow_other_param_dataset=args.allow_other_param_dataset)
+                            allow_other_param_dataset=args.allow_other_param_dataset, group=group)
+    if not group.is_main_process:
+        return
     command = command_line(sys.argv)
 
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp:

@@ -14,6 +14,11 @@ as timm Hub repo folders (``config.json``, ``model.safetensors``, ``README.md``)
 recording the seed, the steps and every accuracy. The export folder appears complete or not at all. With
 ``--push_to_hub`` each sample goes to ``<hub_model_id>-sample-<i>`` (a single one to ``hub_model_id``); log in first
 (``hf auth login``).
+
+Under ``accelerate launch`` with N processes (``--multi_gpu --num_processes N``; the models run on the CPU) the main
+process samples the batch, each process measures its share of it, and the main process alone exports and pushes:
+generation.json is the one a single process writes, apart from the command line. Every input is checked first, on
+every process alike, before the processes meet.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 from pdiff_hub import PDiffPipeline
 from pdiff_hub.core.cli import UsageError, check_output_dir, run_script
 from pdiff_hub.core.io import is_hub_id
 from pdiff_hub.evaluation.generation import SCHEDULERS
+from pdiff_hub.evaluation.sharding import ProcessGroup
 from pdiff_hub.hub.generation import (
     Sampling,
     export_generated,
@@ -95,8 +103,12 @@ def main(args: argparse.Namespace) -> list[str]:
     pipe = PDiffPipeline.from_pretrained(args.pipeline, revision=args.revision)
     splits = selection_splits(data, pipe.target)
 
+    # Every check above ran on every process alike; only now do the processes meet.
+    group = ProcessGroup.from_accelerate(torch.device("cpu"))
     sampling = Sampling(args.num_models, args.num_inference_steps, args.scheduler, args.seed)
-    batch = generate_and_measure(pipe, splits.tensors, sampling)
+    batch = generate_and_measure(pipe, splits.tensors, sampling, group=group)
+    if not group.is_main_process:
+        return []
     chosen = select_indices(batch.accuracy["validation"], args.select)
     records = export_generated(
         pipe.target, batch, chosen, args.export_dir, sampling=sampling, pipeline=args.pipeline, data=data,

@@ -45,6 +45,7 @@ from .result import (
     Setup,
     Similarity,
 )
+from .sharding import ProcessGroup
 from .verdicts import compare_rows
 
 __all__ = ["run_evaluation"]
@@ -57,6 +58,7 @@ def run_evaluation(
     config: EvaluateConfig,
     progress: bool = True,
     allow_other_param_dataset: bool = False,
+    group: ProcessGroup | None = None,
 ) -> EvaluationResult:
     """Table 1, the similarity analysis and the critique's baselines for one pipeline and its parameter dataset.
 
@@ -75,6 +77,10 @@ def run_evaluation(
         progress: show progress bars.
         allow_other_param_dataset: evaluate even when the pipeline records that it was trained on another
             parameter dataset (see :func:`~pdiff_hub.evaluation.generation.check_same_param_dataset`).
+        group: the processes sharing the work (default: this one alone). The main process samples the models and
+            draws the baselines and sends them to the others; each process measures its block of every row's
+            vectors; all get every prediction back, in order, and return the same result (on the CPU, equal to a
+            single process's apart from the timings; see :mod:`~pdiff_hub.evaluation.sharding`).
 
     Returns:
         The measures, the verdicts of p-diff against every other row and the checks.
@@ -96,17 +102,14 @@ def run_evaluation(
     splits = subsample_splits(splits, {"validation": config.val_images, "test": config.test_images}, config.seed)
     evaluated = ("validation", "test") if "validation" in splits and len(splits["validation"][1]) > 0 else ("test",)
     timings: dict[str, float] = {}
+    group = group or ProcessGroup()
+    progress = progress and group.is_main_process
 
     tick = time.perf_counter()
-    generator = torch.Generator().manual_seed(config.seed)
-    generated = generate_parameters(pipe, config.num_models, config.num_inference_steps, config.scheduler, generator,
-                                    progress)
-    timings["generation_s"] = time.perf_counter() - tick
-
     originals = params.vectors
-    # A separate stream, so that the baselines do not change when the sampler's step count does.
-    baselines = baseline_rows(originals, config, torch.Generator().manual_seed(config.seed + 1))
-    rows = {ORIGINAL: originals, ENSEMBLE: baselines.pop(ENSEMBLE), PDIFF: generated, **baselines}
+    # Made once and sent to every process, so that all of them measure the very same vectors.
+    rows = group.on_main(lambda: _rows(pipe, originals, config, progress))
+    timings["generation_s"] = time.perf_counter() - tick
 
     accuracy, wrong = {}, {}
     prefix_split = FrozenPrefixSplit.from_model(params.target.model, params.target.layout.names)
@@ -114,7 +117,7 @@ def run_evaluation(
         tick = time.perf_counter()
         evaluator = ParameterEvaluator(params.target.model, params.target.layout, *splits[split],
                                        batch_size=config.batch_size, split=prefix_split)
-        wrong[split] = _wrong_per_row(evaluator, rows, progress, f"evaluating on {split}")
+        wrong[split] = _wrong_per_row(evaluator, rows, progress, f"evaluating on {split}", group)
         accuracy[split] = {name: 100.0 * (~w).double().mean(1) for name, w in wrong[split].items()}
         timings[f"evaluate_{split}_s"] = time.perf_counter() - tick
     test_acc, val_acc = accuracy["test"], accuracy.get("validation")
@@ -169,14 +172,35 @@ def run_evaluation(
     )
 
 
-def _wrong_per_row(
-    evaluator: ParameterEvaluator, rows: Mapping[str, torch.Tensor], progress: bool, desc: str, chunk: int = 64
+def _rows(
+    pipe: PDiffPipeline, originals: torch.Tensor, config: EvaluateConfig, progress: bool
 ) -> dict[str, torch.Tensor]:
-    """Each row's wrong-prediction masks; all rows' vectors go through the evaluator together, in chunks of
-    ``chunk`` so that a progress bar can follow."""
-    stacked = torch.cat(list(rows.values()))
-    starts = range(0, len(stacked), chunk)
-    masks = torch.cat([evaluator.wrong(stacked[s : s + chunk]) for s in tqdm(starts, desc=desc, disable=not progress)])
+    """Every row's vectors: the originals, their average, ``config.num_models`` generated ones, the baselines."""
+    generator = torch.Generator().manual_seed(config.seed)
+    generated = generate_parameters(pipe, config.num_models, config.num_inference_steps, config.scheduler, generator,
+                                    progress)
+    # A separate stream, so that the baselines do not change when the sampler's step count does.
+    baselines = baseline_rows(originals, config, torch.Generator().manual_seed(config.seed + 1))
+    return {ORIGINAL: originals, ENSEMBLE: baselines.pop(ENSEMBLE), PDIFF: generated, **baselines}
+
+
+def _wrong_per_row(
+    evaluator: ParameterEvaluator,
+    rows: Mapping[str, torch.Tensor],
+    progress: bool,
+    desc: str,
+    group: ProcessGroup,
+    chunk: int = 64,
+) -> dict[str, torch.Tensor]:
+    """Each row's wrong-prediction masks; all rows' vectors go through the evaluator together (each process its
+    block of them), in chunks of ``chunk`` so that a progress bar can follow."""
+
+    def wrong(vectors: torch.Tensor) -> torch.Tensor:
+        starts = range(0, len(vectors), chunk)
+        return torch.cat([evaluator.wrong(vectors[s : s + chunk])
+                          for s in tqdm(starts, desc=desc, disable=not progress)])
+
+    masks = group.map_rows(wrong, torch.cat(list(rows.values())))
     bounds = np.cumsum([0] + [len(v) for v in rows.values()])
     return {name: masks[bounds[i] : bounds[i + 1]] for i, name in enumerate(rows)}
 

@@ -29,6 +29,7 @@ from ..data.images import DEFAULT_MEAN, DEFAULT_STD, dataset_to_tensors, load_im
 from ..data.subsets import Split
 from ..engine.evaluator import ParameterEvaluator
 from ..evaluation.generation import SCHEDULERS, generate_parameters
+from ..evaluation.sharding import ProcessGroup
 from ..models.target import TargetModel
 from ..pipeline import PDiffPipeline
 from .commit import push_folder_to_hub
@@ -124,7 +125,11 @@ def selection_splits(data: Any, target: TargetModel) -> SelectionSplits:
 
 
 def generate_and_measure(
-    pipe: PDiffPipeline, splits: Mapping[str, Split], sampling: Sampling, progress: bool = True
+    pipe: PDiffPipeline,
+    splits: Mapping[str, Split],
+    sampling: Sampling,
+    progress: bool = True,
+    group: ProcessGroup | None = None,
 ) -> MeasuredBatch:
     """Sample ``sampling.num_models`` parameter vectors in one batch and measure each on every split.
 
@@ -132,14 +137,26 @@ def generate_and_measure(
         pipe: the trained pipeline (left untouched; the sampler is a sibling with the chosen scheduler).
         splits: ``{"validation": (images, labels), "test": (images, labels)}``.
         sampling: the batch size, steps, scheduler and seed.
-        progress: show the sampler's progress bar.
+        progress: show the sampler's progress bar (on the main process only).
+        group: the processes sharing the work (default: this one alone). The main process samples and sends the
+            vectors to the others; each process measures its block of them; every process returns the whole batch
+            (on the CPU equal to a single process's; see :mod:`~pdiff_hub.evaluation.sharding`).
     """
-    generator = torch.Generator().manual_seed(sampling.seed)
-    vectors = generate_parameters(pipe, sampling.num_models, sampling.num_inference_steps, sampling.scheduler,
-                                  generator, progress)
+    group = group or ProcessGroup()
+
+    def sample() -> torch.Tensor:
+        generator = torch.Generator().manual_seed(sampling.seed)
+        return generate_parameters(pipe, sampling.num_models, sampling.num_inference_steps, sampling.scheduler,
+                                   generator, progress)
+
+    vectors = group.on_main(sample)
     target = pipe.target
-    accuracy = {name: ParameterEvaluator(target.model, target.layout, images, labels).accuracy(vectors)
-                for name, (images, labels) in splits.items()}
+    accuracy = {}
+    for name, (images, labels) in splits.items():
+        evaluator = ParameterEvaluator(target.model, target.layout, images, labels)
+        # The masks are gathered and the accuracy computed as ParameterEvaluator.accuracy does, from all of them.
+        wrong = group.map_rows(evaluator.wrong, vectors)
+        accuracy[name] = 100.0 * (~wrong).float().mean(dim=1)
     return MeasuredBatch(vectors, accuracy, {name: len(labels) for name, (_, labels) in splits.items()})
 
 
