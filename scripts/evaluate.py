@@ -40,7 +40,7 @@ from pdiff_hub.evaluation.generation import check_recipe_target, check_same_para
 from pdiff_hub.evaluation.report import render_report
 from pdiff_hub.evaluation.result import EvaluationResult
 from pdiff_hub.evaluation.run import run_evaluation
-from pdiff_hub.evaluation.sharding import ProcessGroup
+from pdiff_hub.evaluation.sharding import ProcessGroup, default_device
 from pdiff_hub.recipes.config import (
     Recipe,
     add_recipe_arguments,
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--device", default=None,
                         help="torch device (default: cuda if available, else cpu; under accelerate launch each "
-                             "process's own GPU)")
+                             "process's own GPU, or the CPU with --cpu or ACCELERATE_USE_CPU=true)")
     parser.add_argument("--revision", default=None, help="revision of a Hub pipeline")
     parser.add_argument("--param_dataset_revision", default=None, help="revision of a Hub parameter dataset")
     parser.add_argument("--allow_other_param_dataset", action="store_true",
@@ -86,9 +86,10 @@ def print_table(result: EvaluationResult) -> None:
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """``--device``, else cuda when available; a name torch does not know, or an absent GPU, is refused now."""
+    """``--device``, else cuda when available (and not refused by ``ACCELERATE_USE_CPU``); a name torch does not
+    know, or an absent GPU, is refused now."""
     if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return default_device()
     try:
         device = torch.device(name)
     except RuntimeError as err:

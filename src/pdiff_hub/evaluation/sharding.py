@@ -27,9 +27,18 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["ProcessGroup", "shard_bounds"]
+__all__ = ["ProcessGroup", "default_device", "shard_bounds"]
 
 T = TypeVar("T")
+
+
+def default_device() -> torch.device:
+    """``cuda`` when torch sees a GPU, unless ``ACCELERATE_USE_CPU`` (``accelerate launch --cpu``) asks for the CPU."""
+    from accelerate.utils import parse_flag_from_env
+
+    if torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU"):
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def shard_bounds(num_rows: int, num_processes: int) -> list[tuple[int, int]]:
