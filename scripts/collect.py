@@ -36,6 +36,7 @@ from pdiff_hub.recipes.config import (
     write_run_args,
 )
 from pdiff_hub.training.collection import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
+from pdiff_hub.training.sharding import Shard, gather_or_raise, on_main_or_raise, order_pieces, plan_shards
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,47 +92,100 @@ def check_splits(recipe: Recipe, splits: dict) -> None:
                          f"{size} training images of {recipe.data.dataset}; lower it")
 
 
-def main(args: argparse.Namespace) -> None:
-    recipe = recipe_from_args(args)
-    check_output_dir(args.output_dir, overwrite=args.overwrite,
-                     inputs=[resolve_recipe_path(args.recipe)] if args.recipe else [])
-    counts = check_plan(recipe)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int, accelerator: Accelerator) -> tuple:
+    """Train the base model of one shard's seed and collect its checkpoints; return its target and its piece.
+
+    Every seed starts from ``set_seed(seed)``, so its base model and checkpoints are the same whichever process (and
+    after whichever other seeds) it runs.
+    """
     c = recipe.collect
-    splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
-    check_splits(recipe, splits)
+    seed = c.seeds[shard.seed_index]
+    set_seed(seed)
+    target = TargetModel(recipe.target.model_name, recipe.target.model_kwargs, recipe.target.param_patterns,
+                         image_size=recipe.data.image_size)
+    progress = accelerator.is_local_main_process
+    start = time.perf_counter()
+    train_base_model(target.model, splits["train"], epochs=c.base_epochs, lr=c.base_lr,
+                     weight_decay=c.base_weight_decay, batch_size=c.base_batch_size, seed=seed,
+                     device=accelerator.device, progress=progress)
+    base_seconds = time.perf_counter() - start
+    base_acc = None
+    if shard.lead:
+        base_acc = accuracy(target.model, *splits["test"], batch_size=c.eval_batch_size)
+        print(f"base model (seed {seed}): test accuracy {base_acc:.2f}%", flush=True)
+    start = time.perf_counter()
+    result = collect_checkpoints(target.model, target.layout, splits["train"], splits["validation"], splits["test"],
+                                 num_checkpoints=count, lr=c.lr, weight_decay=c.weight_decay, batch_size=c.batch_size,
+                                 seed=seed, eval_batch_size=c.eval_batch_size, progress=progress, rows=shard.rows)
+    piece = {"seed": seed, "vectors": result.vectors.cpu(), "steps": result.steps, "val_accuracy": result.val_accuracy,
+             "test_accuracy": result.test_accuracy, "base_test_accuracy": base_acc,
+             "prefix_cached": result.prefix_cached, "rank": accelerator.process_index, "base_seconds": base_seconds,
+             "collect_seconds": time.perf_counter() - start}
+    return target, piece
+
+
+def load_splits(recipe: Recipe, accelerator: Accelerator) -> dict:
+    """The recipe's splits on every process: the main process reads (and downloads) them first, the others then read
+    its cache; a refusal on any process stops every process."""
+    splits = {}
+
+    def load() -> list:
+        splits.update(load_recipe_splits(recipe.data, recipe.target.model_kwargs))
+        check_splits(recipe, splits)
+        return []
+
+    for main_turn in (True, False):
+        gather_or_raise(load if accelerator.is_main_process == main_turn else list)
+    return splits
+
+
+def main(args: argparse.Namespace) -> None:
+    recipe = recipe_from_args(args)  # the same answer on every process, before any collective
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # Only the main process writes, so only it checks the output folder; its refusal stops every process.
+    on_main_or_raise(accelerator, lambda: check_output_dir(
+        args.output_dir, overwrite=args.overwrite, inputs=[resolve_recipe_path(args.recipe)] if args.recipe else []))
+    counts = check_plan(recipe)
+    splits = load_splits(recipe, accelerator)
+    shards = plan_shards(counts, accelerator.num_processes)[accelerator.process_index]
+    targets = {}
+
+    def work() -> list:
+        pieces = []
+        for shard in shards:
+            targets[shard], piece = collect_shard(recipe, splits, shard, counts[shard.seed_index], accelerator)
+            pieces.append((shard, piece))
+        return pieces
+
+    pieces = [piece for _, piece in order_pieces(gather_or_raise(work), counts)]
+    if accelerator.is_main_process:
+        # Process 0 always holds the first checkpoints of the first seed, hence its base model.
+        write_dataset(args, recipe, pieces, targets[shards[0]], accelerator.num_processes)
+
+
+def write_dataset(args: argparse.Namespace, recipe: Recipe, pieces: list[dict], first_target: TargetModel,
+                  num_processes: int) -> None:
+    """Write the gathered pieces, in (seed, step) order, as the output folder (atomically)."""
+    c = recipe.collect
     seeds = list(c.seeds)
-
-    vectors, rows, base_acc, first_target = [], [], [], None
-    base_seconds = collect_seconds = 0.0
-    for seed, count in zip(seeds, counts):
-        set_seed(seed)
-        target = TargetModel(recipe.target.model_name, recipe.target.model_kwargs, recipe.target.param_patterns,
-                             image_size=recipe.data.image_size)
-        start = time.perf_counter()
-        train_base_model(target.model, splits["train"], epochs=c.base_epochs, lr=c.base_lr,
-                         weight_decay=c.base_weight_decay, batch_size=c.base_batch_size, seed=seed,
-                         accelerator=accelerator)
-        base_seconds += time.perf_counter() - start
-        base_acc.append(accuracy(target.model, *splits["test"], batch_size=c.eval_batch_size))
-        accelerator.print(f"base model (seed {seed}): test accuracy {base_acc[-1]:.2f}%")
-        start = time.perf_counter()
-        result = collect_checkpoints(target.model, target.layout, splits["train"], splits["validation"], splits["test"],
-                                     num_checkpoints=count, lr=c.lr, weight_decay=c.weight_decay,
-                                     batch_size=c.batch_size, seed=seed, eval_batch_size=c.eval_batch_size,
-                                     progress=accelerator.is_local_main_process)
-        collect_seconds += time.perf_counter() - start
-        vectors.append(result.vectors)
-        rows += [{"step": s, "seed": seed, "lr": c.lr, "val_accuracy": v, "test_accuracy": t}
-                 for s, v, t in zip(result.steps, result.val_accuracy, result.test_accuracy)]
-        first_target = first_target or target
-
-    table = build_parameter_table(torch.cat(vectors), rows)
+    rows = [{"step": s, "seed": p["seed"], "lr": c.lr, "val_accuracy": v, "test_accuracy": t}
+            for p in pieces for s, v, t in zip(p["steps"], p["val_accuracy"], p["test_accuracy"])]
+    table = build_parameter_table(torch.cat([p["vectors"] for p in pieces]), rows)
     params = ParameterDataset(table, first_target)
+    base_acc = [p["base_test_accuracy"] for p in pieces if p["base_test_accuracy"] is not None]
+    # The time of each stage is that of the slowest process (the sum over seeds with one process).
+    base_seconds, collect_seconds = (
+        max(sum(p[key] for p in pieces if p["rank"] == rank) for rank in {p["rank"] for p in pieces})
+        for key in ("base_seconds", "collect_seconds")
+    )
+    prefix_cached = pieces[-1]["prefix_cached"]
     val_stats, test_stats = summarize(table["val_accuracy"]), summarize(table["test_accuracy"])
     metrics = {"base_test_accuracy": base_acc, "validation": val_stats, "test": test_stats,
                "base_training_seconds": round(base_seconds, 1), "collect_seconds": round(collect_seconds, 2),
-               "prefix_cached": result.prefix_cached, "num_params": first_target.layout.num_params}
+               "prefix_cached": prefix_cached, "num_params": first_target.layout.num_params}
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads"
+    if num_processes > 1:
+        machine += f" per process, {num_processes} processes"
     command = command_line(sys.argv)
     layout = first_target.layout
     card = render_card(
@@ -147,19 +201,20 @@ def main(args: argparse.Namespace) -> None:
         lr=c.lr, batch_size=c.batch_size, command=command,
         accuracy_rows=[{"split": "validation", **val_stats}, {"split": "test", **test_stats}],
         val_size=recipe.data.val_size, split_seed=recipe.data.split_seed, repo_hint=args.output_dir,
-        collect_seconds=f"{collect_seconds:.1f}", machine=f"{platform.machine()}, {torch.get_num_threads()} threads")
+        collect_seconds=f"{collect_seconds:.1f}", machine=machine)
 
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp:
         params.save(tmp)
         (tmp / "README.md").write_text(card)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         write_run_args(tmp, recipe, command=command)
-    accelerator.print(
+    print(
         f"{len(table)} checkpoints of {layout.num_params} values -> {args.output_dir}\n"
         f"  test accuracy: min {test_stats['min']:.2f} mean {test_stats['mean']:.2f} max {test_stats['max']:.2f}\n"
         f"  base training {base_seconds:.1f} s, collection {collect_seconds:.2f} s "
-        f"(frozen prefix cached: {result.prefix_cached})"
+        f"(frozen prefix cached: {prefix_cached})"
     )
+
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from accelerate import Accelerator
 from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
@@ -47,14 +46,20 @@ def train_base_model(
     weight_decay: float,
     batch_size: int,
     seed: int,
-    accelerator: Accelerator | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
 ) -> list[float]:
     """Train ``model`` from scratch with AdamW and a one-cycle schedule; return the mean loss of each epoch.
+
+    The loop is plain PyTorch on ``device`` (default: the GPU if there is one), never wrapped for several processes:
+    under ``accelerate launch`` each process trains the base models of its own seeds, which must not average gradients
+    or share the shuffling of another process's model. Its batches are those of a seeded ``DataLoader``.
 
     Raises:
         FloatingPointError: on a NaN or infinite loss, naming the epoch and step.
     """
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(*train), batch_size=batch_size, shuffle=True, generator=generator, drop_last=True
@@ -62,31 +67,37 @@ def train_base_model(
     model.requires_grad_(True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(1, epochs * len(loader)))
-    model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
     losses = []
     for epoch in range(epochs):
         model.train()
-        total, bar = 0.0, tqdm(loader, desc=f"base training, epoch {epoch + 1}/{epochs}",
-                                disable=not accelerator.is_local_main_process)
-        for step, (images, labels) in enumerate(bar):
-            loss = nn.functional.cross_entropy(model(images), labels)
+        # The bar must not wrap the loader: tqdm.auto starts an iterator of what it wraps, which draws from the
+        # generator and would change the shuffling.
+        total, bar = 0.0, tqdm(total=len(loader), desc=f"base training, epoch {epoch + 1}/{epochs}",
+                               disable=not progress)
+        for step, (images, labels) in enumerate(loader):
+            loss = nn.functional.cross_entropy(model(images.to(device)), labels.to(device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"base training diverged (loss {loss.item()} at epoch {epoch + 1}, step "
                                          f"{step}) with collect.base_lr {lr:g}; lower collect.base_lr and run again")
             optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
+            loss.backward()
             optimizer.step()
             schedule.step()
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.update()
+        bar.close()
         losses.append(total / max(1, len(loader)))
-    accelerator.unwrap_model(model).eval()
+    model.eval()
     return losses
 
 
 @dataclass
 class CollectionResult:
-    """The collected checkpoints (K, D) and, per checkpoint, its step, validation and test accuracy (percent)."""
+    """The collected checkpoints (K, D) and, per checkpoint, its step, validation and test accuracy (percent).
+
+    ``losses`` holds the loss of every iteration run, including those before the first kept checkpoint.
+    """
 
     vectors: torch.Tensor
     steps: list[int]
@@ -110,17 +121,23 @@ def collect_checkpoints(
     seed: int = 0,
     eval_batch_size: int = 1024,
     progress: bool = True,
+    rows: range | None = None,
 ) -> CollectionResult:
     """Keep training only the generated parameters (``layout``) of ``model`` and save one checkpoint per iteration.
 
     ``model`` must be the trained base model, in eval mode. It is not modified: the subset is trained on a copy.
+    ``rows`` (default: all ``num_checkpoints``) are the checkpoints to keep and evaluate, a contiguous block: the
+    subset trains for ``rows.stop`` iterations, so each kept checkpoint is the one a whole run saves at that step.
 
     Raises:
-        ValueError: if ``num_checkpoints < 2``.
+        ValueError: if ``num_checkpoints < 2`` or ``rows`` is empty or not inside ``range(num_checkpoints)``.
         FloatingPointError: on a NaN or infinite loss.
     """
     if num_checkpoints < 2:
         raise ValueError(f"collect.num_checkpoints must be at least 2 per base-model seed; got {num_checkpoints}")
+    rows = range(num_checkpoints) if rows is None else rows
+    if not rows or rows.step != 1 or rows.start < 0 or rows.stop > num_checkpoints:
+        raise ValueError(f"rows {rows} is not a contiguous block of range({num_checkpoints})")
     split = FrozenPrefixSplit.from_model(model, layout.names)
     train_features = split.compute_prefix(train[0], batch_size=eval_batch_size)
     base = dict(model.named_parameters())
@@ -129,7 +146,7 @@ def collect_checkpoints(
     generator = torch.Generator().manual_seed(seed)
     labels = train[1]
     vectors, losses = [], []
-    for step in tqdm(range(num_checkpoints), desc="collecting checkpoints", disable=not progress):
+    for step in tqdm(range(rows.stop), desc="collecting checkpoints", disable=not progress):
         idx = torch.randint(len(labels), (batch_size,), generator=generator)
         logits = functional_call(split.suffix, params, tuple(f[idx] for f in train_features))
         loss = nn.functional.cross_entropy(logits, labels[idx])
@@ -140,13 +157,14 @@ def collect_checkpoints(
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-        vectors.append(layout.flatten(params))
+        if step >= rows.start:
+            vectors.append(layout.flatten(params))
     vectors = torch.stack(vectors)
     val_acc, test_acc = (
         ParameterEvaluator(model, layout, *data, batch_size=eval_batch_size, split=split).accuracy(vectors).tolist()
         for data in (validation, test)
     )
-    return CollectionResult(vectors, list(range(num_checkpoints)), val_acc, test_acc, losses, split.is_split)
+    return CollectionResult(vectors, list(rows), val_acc, test_acc, losses, split.is_split)
 
 
 def checkpoints_per_seed(num_checkpoints: int, seeds: list[int]) -> list[int]:
