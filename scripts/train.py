@@ -12,6 +12,20 @@ killed run resumes with ``--resume_from_checkpoint latest`` and ends with the sa
 At the end OUT holds the pipeline (``PDiffPipeline.from_pretrained(OUT)``), its model card, ``metrics.json`` (with
 the checkpoints' test accuracy before and after the autoencoder) and ``args.yaml``.
 
+Several processes (GPUs, or CPU processes over gloo; every process one thread on a CPU machine):
+
+    accelerate launch --multi_gpu --num_processes 4 scripts/train.py --recipe ... --output_dir OUT
+    ACCELERATE_USE_CPU=true OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 scripts/train.py ...
+
+(``accelerate launch --cpu`` alone starts one process unless MPI is set up; ``--multi_gpu`` selects torchrun, and
+ACCELERATE_USE_CPU makes its processes CPU ones.) The recipe's batch sizes are the global batches: each of N
+processes trains on ``batch // N`` rows of every step's batch (a batch that does not split evenly is refused), draws
+its own noise, and the gradients are averaged. Checkpoints hold every process's random state, so a killed N-process
+run resumed with ``--resume_from_checkpoint latest`` on N processes ends with the weights of an uninterrupted
+N-process run; a run on another process count trains on other random draws, and does not resume its checkpoints.
+The main process alone writes the pipeline, its card and ``metrics.json`` (which records the process count when it
+is more than one) and measures the reconstruction accuracy; the checkpoints folder must be seen by every process.
+
 OUT is checked before anything is loaded: it may not be, contain or lie inside the parameter dataset; a pipeline or
 any other content in it is replaced only with ``--overwrite``; its checkpoints are resumed only by the run that wrote
 them (same recipe, parameter dataset and seed), and replaced only with ``--overwrite``.
@@ -102,6 +116,8 @@ def main(args: argparse.Namespace) -> None:
 
     metrics = {"final_losses": result.final_losses, "train_seconds": round(result.train_seconds, 1),
                "num_checkpoints": len(params.vectors)}
+    if result.num_processes > 1:  # the weights depend on it (each process draws its own noise)
+        metrics["num_processes"] = result.num_processes
     if not args.skip_eval:
         evaluator = reconstruction_evaluator(recipe, params)
         metrics.update(reconstruction_accuracy(result.pipeline.autoencoder, params.vectors, evaluator))

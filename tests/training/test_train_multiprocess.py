@@ -3,6 +3,7 @@ checkpoint holds every rank's random state, and a killed 2-process run resumed w
 ends with bit-identical weights to an uninterrupted 2-process run. A 1-process run of the same recipe trains on
 other random draws (each rank has its own noise), so its weights are not compared with a 2-process run's."""
 
+import json
 import time
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_weights(params, tmp_path):
     assert {"random_states_0.pkl", "random_states_1.pkl", "model.safetensors"} <= {p.name for p in
                                                                                    checkpoint.iterdir()}
     assert not [p for p in straight.rglob("*") if ".tmp-" in p.name]
+    assert json.loads((straight / "metrics.json").read_text())["num_processes"] == 2
     # the ranks drew distinct noise: their random states differ
     assert (checkpoint / "random_states_0.pkl").read_bytes() != (checkpoint / "random_states_1.pkl").read_bytes()
 

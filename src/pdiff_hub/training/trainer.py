@@ -59,13 +59,15 @@ class TrainingResult:
 
     Args:
         pipeline: the trained pipeline on the CPU (the denoiser's EMA weights when the recipe uses EMA).
-        final_losses: the last loss of each stage, by stage name.
+        final_losses: the last loss of each stage, by stage name (of the global batch: the mean over processes).
         train_seconds: wall time of the training loop in this process (a resumed run counts only its own part).
+        num_processes: how many processes trained it.
     """
 
     pipeline: PDiffPipeline
     final_losses: dict[str, float]
     train_seconds: float
+    num_processes: int = 1
 
 
 def check_recipe_matches(recipe: Recipe, target: TargetModel) -> None:
@@ -253,7 +255,7 @@ class PDiffTrainer:
         accelerator.end_training()
         if not accelerator.is_main_process:
             return None
-        return TrainingResult(self.final_pipeline(), losses, train_seconds)
+        return TrainingResult(self.final_pipeline(), losses, train_seconds, self.num_processes)
 
     def _batch(self, data: torch.Tensor, batch_size: int, step: int) -> torch.Tensor:
         """This process's batch at ``step``: the global generator's draw in a 1-process run, as it always was; under
