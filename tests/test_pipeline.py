@@ -208,3 +208,84 @@ def test_save_pretrained_pushes_through_push_to_hub_with_the_record(monkeypatch,
     tiny_pipeline().save_pretrained(tmp_path / "p", push_to_hub=True, repo_id="org/p", token="secret")
     assert calls == [("org/p", {"token": "secret"})]
     assert (tmp_path / "p" / "pdiff_hub.json").is_file()
+
+
+CODES = [[0, 1, 1, 0, 0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 0, 0, 0, 0, 1], [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]]
+
+
+def conditional_pipeline(mode="both"):
+    """The tiny pipeline with a denoiser conditioned on 10-bit codes, its weights moved off their initial values (the
+    zero-initialized attention output and null embedding included) as training would."""
+    pipe = tiny_pipeline()
+    torch.manual_seed(0)
+    denoiser = LatentDenoiser(latent_dim=16, channels=(1, 8, 16, 8, 1), time_embed_dim=16, condition_dim=10,
+                              condition_mode=mode)
+    with torch.no_grad():
+        for p in denoiser.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    pipe = PDiffPipeline(pipe.target, pipe.autoencoder, denoiser, pipe.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def conditional():
+    return conditional_pipeline()
+
+
+def test_models_for_each_condition_condition_major_in_one_batch(conditional):
+    generators = [torch.Generator().manual_seed(s) for s in range(6)]
+    out = conditional(num_models=2, num_inference_steps=3, generator=generators, output_type="pt", condition=CODES)
+    assert out.parameters.shape == (6, conditional.target.layout.num_params)
+    assert torch.equal(out.conditions, torch.tensor(CODES, dtype=torch.float32).repeat_interleave(2, dim=0))
+    # row i is made from generator i for its own condition: the same as a call for that condition alone
+    for k, code in enumerate(CODES):
+        alone = conditional(num_models=2, num_inference_steps=3, output_type="pt", condition=[code],
+                            generator=[torch.Generator().manual_seed(s) for s in (2 * k, 2 * k + 1)])
+        torch.testing.assert_close(out.parameters[2 * k : 2 * k + 2], alone.parameters)
+    assert not torch.allclose(out.parameters[0:2], out.parameters[2:4], atol=1e-3)
+
+
+def test_guidance_scale_zero_is_unconditional_generation_and_other_scales_differ(conditional):
+    none = generate(conditional, n=2, output_type="pt")
+    assert none.conditions is None
+    assert len(generate(conditional, n=2, output_type="pt", return_dict=False)) == 2
+    zero = generate(conditional, n=2, output_type="pt", condition=CODES[:1], guidance_scale=0.0)
+    assert torch.equal(zero.parameters, none.parameters)
+    one = generate(conditional, n=2, output_type="pt", condition=CODES[:1])
+    two = generate(conditional, n=2, output_type="pt", condition=CODES[:1], guidance_scale=2.0)
+    assert not torch.allclose(one.parameters, none.parameters) and not torch.allclose(two.parameters, one.parameters)
+    models, params, conditions = generate(conditional, n=2, condition=CODES[:1], guidance_scale=2.0, return_dict=False)
+    assert len(models) == 2 and torch.equal(params, two.parameters) and conditions.shape == (2, 10)
+
+
+def test_a_wrong_condition_is_refused(conditional):
+    with pytest.raises(ValueError, match=r"\(C, 10\)"):
+        generate(conditional, condition=[[0, 1, 1]])
+    with pytest.raises(ValueError, match="needs a condition"):
+        generate(conditional, guidance_scale=3.0)
+
+
+def test_an_unconditional_pipeline_refuses_a_condition(pipe):
+    for kwargs in ({"condition": CODES}, {"guidance_scale": 2.0}):
+        with pytest.raises(ValueError, match="This pipeline is unconditional"):
+            generate(pipe, **kwargs)
+    with pytest.raises(ValueError, match="unconditional"):
+        pipe.register_condition_info(description="nothing")
+
+
+def test_conditional_round_trip_keeps_the_condition_info_and_the_generated_vectors(tmp_path):
+    pipe = conditional_pipeline("cross_attention")
+    info = {"description": "bit i = 1: class i is positive", "held_out_conditions": CODES[2:], "split_seed": 0}
+    pipe.register_condition_info(**info)
+    with pytest.raises(ValueError, match="JSON values only"):
+        pipe.register_condition_info(codes=torch.ones(3))
+    pipe.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "pdiff_hub.json").read_text())["condition_info"] == info
+    loaded = PDiffPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.condition_info == info
+    assert (loaded.denoiser.config.condition_dim, loaded.denoiser.config.condition_mode) == (10, "cross_attention")
+    expected = generate(pipe, n=2, output_type="pt", condition=CODES, guidance_scale=1.5).parameters
+    assert torch.equal(generate(loaded, n=2, output_type="pt", condition=CODES, guidance_scale=1.5).parameters,
+                       expected)

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from torch import nn
 from . import __version__
 from .core.io import resolve_folder
 from .models.autoencoder import ParameterAutoencoder
+from .models.conditioning import as_conditions, guided_noise_prediction
 from .models.denoiser import LatentDenoiser
 from .models.target import TargetModel
 
@@ -45,11 +47,14 @@ class PDiffPipelineOutput(BaseOutput):
     Args:
         models: the generated models: timm modules in eval mode (``output_type="timm"``), full state dicts
             (``"state_dict"``), or ``None`` (``"pt"``).
-        parameters: the generated parameter vectors, (num_models, D).
+        parameters: the generated parameter vectors, (num_models, D); (C * num_models, D) for C conditions.
+        conditions: for a conditional call, the condition of each generated vector, (C * num_models, condition_dim);
+            None otherwise.
     """
 
     models: list[nn.Module] | list[dict[str, torch.Tensor]] | None
     parameters: torch.Tensor
+    conditions: torch.Tensor | None = None
 
 
 class PDiffPipeline(DiffusionPipeline):
@@ -60,6 +65,9 @@ class PDiffPipeline(DiffusionPipeline):
         autoencoder: maps parameter vectors to latents and back.
         denoiser: predicts the noise in a latent.
         scheduler: a diffusers scheduler, DDPM with the paper's schedule; DDIM via ``DDIMScheduler.from_config``.
+
+    A pipeline whose denoiser has ``condition_dim`` > 0 is conditional: it generates models for given conditions (task
+    codes, say), with classifier-free guidance, and :attr:`condition_info` says what its conditions mean.
 
     Example:
         ```py
@@ -84,6 +92,7 @@ class PDiffPipeline(DiffusionPipeline):
         _check_compatible(target, autoencoder, denoiser)
         self.register_modules(target=target, autoencoder=autoencoder, denoiser=denoiser, scheduler=scheduler)
         self.provenance: dict[str, str | int] = {}
+        self.condition_info: dict = {}
 
     def register_provenance(self, **identity: str | int) -> None:
         """Record the identity of the run that made this pipeline; ``save_pretrained`` writes it, loading reads it.
@@ -99,6 +108,28 @@ class PDiffPipeline(DiffusionPipeline):
         """
         self.provenance.update(identity)
 
+    def register_condition_info(self, **info) -> None:
+        """Record what a conditional pipeline's conditions mean; ``save_pretrained`` writes it, loading reads it.
+
+        Any JSON values; for a family of tasks, e.g. ``description`` (what a condition value stands for),
+        ``classes`` (the class of each code bit), ``train_conditions`` and ``held_out_conditions`` (the codes the
+        denoiser was and was not trained on) and ``split_seed``.
+
+        Example:
+            ```py
+            >>> pipe.register_condition_info(description="bit i = 1: class i is positive", held_out_conditions=codes)
+            ```
+        """
+        if not self.denoiser.config.condition_dim:
+            raise ValueError("This pipeline is unconditional (its denoiser has condition_dim 0): its conditions have "
+                             "nothing to describe")
+        try:
+            # Stored as loading will read it back (tuples become lists).
+            info = json.loads(json.dumps(info, allow_nan=False))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"condition_info must hold JSON values only (lists, numbers, text): {err}") from err
+        self.condition_info.update(info)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -107,16 +138,32 @@ class PDiffPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "timm",
         return_dict: bool = True,
+        condition: torch.Tensor | Sequence[Sequence[float]] | None = None,
+        guidance_scale: float = 1.0,
     ) -> PDiffPipelineOutput | tuple:
-        """Generate ``num_models`` networks, all sampled in one batch.
+        """Generate ``num_models`` networks (per condition), all sampled in one batch.
 
         Args:
-            num_models: how many networks to generate.
+            num_models: how many networks to generate (for each condition).
             num_inference_steps: denoising steps (50 by default; 1,000 is the paper's full DDPM chain).
-            generator: a ``torch.Generator`` for reproducible sampling.
+            generator: a ``torch.Generator`` for reproducible sampling (or a list of them, one per network).
             output_type: ``"timm"`` for ready models, ``"state_dict"`` for full state dicts, ``"pt"`` for the
                 parameter vectors only.
-            return_dict: return a :class:`PDiffPipelineOutput` (default) or a tuple ``(models, parameters)``.
+            return_dict: return a :class:`PDiffPipelineOutput` (default) or a tuple ``(models, parameters)``,
+                ``(models, parameters, conditions)`` for a conditional call.
+            condition: conditional pipelines only: C conditions, a (C, condition_dim) tensor or array or a list of C
+                codes; the output holds the ``num_models`` networks of the first condition, then those of the
+                second, ... Without it a conditional pipeline generates unconditionally (its null condition).
+            guidance_scale: classifier-free guidance ``s``: the noise prediction is
+                ``eps_uncond + s * (eps_cond - eps_uncond)``; 1 (default) is the conditional prediction alone, 0 the
+                unconditional one; other values run both, in one batch.
+
+        Example:
+            ```py
+            >>> codes = [[0, 1, 1, 0, 0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]]
+            >>> out = pipe(num_models=5, condition=codes, guidance_scale=2.0)
+            >>> out.parameters.shape[0], out.conditions[5]  # 10 models; the sixth is for the second code
+            ```
         """
         if num_models < 1:
             raise ValueError(f"num_models must be at least 1, got {num_models}")
@@ -124,13 +171,22 @@ class PDiffPipeline(DiffusionPipeline):
             raise ValueError(f"output_type must be 'timm', 'state_dict' or 'pt', got {output_type!r}")
         self.autoencoder.eval()
         self.denoiser.eval()
-        latent_shape = (num_models, 1, self.denoiser.config.latent_dim)
         device, dtype = self._execution_device, self.denoiser.dtype
+        condition_dim = self.denoiser.config.condition_dim
+        if not condition_dim and (condition is not None or guidance_scale != 1):
+            raise ValueError("This pipeline is unconditional (its denoiser has condition_dim 0): it takes no "
+                             "condition or guidance_scale")
+        conditions = as_conditions(condition, condition_dim, guidance_scale)
+        if conditions is not None:
+            conditions = conditions.repeat_interleave(num_models, dim=0)  # condition-major: C blocks of num_models
+        latent_shape = (num_models if conditions is None else len(conditions), 1, self.denoiser.config.latent_dim)
         latents = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
         latents = latents * self.scheduler.init_noise_sigma
+        guided = conditions.to(device=device, dtype=dtype) if conditions is not None else None
         self.scheduler.set_timesteps(num_inference_steps)
         for t in self.progress_bar(self.scheduler.timesteps):
-            noise_pred = self.denoiser(self.scheduler.scale_model_input(latents, t), t).sample
+            model_input = self.scheduler.scale_model_input(latents, t)
+            noise_pred = guided_noise_prediction(self.denoiser, model_input, t, guided, guidance_scale)
             latents = self.scheduler.step(noise_pred, t, latents, generator=generator).prev_sample
 
         parameters = self.autoencoder.decode(latents.to(self.autoencoder.dtype)).float().cpu()
@@ -144,12 +200,13 @@ class PDiffPipeline(DiffusionPipeline):
             models = None
         self.maybe_free_model_hooks()
         if not return_dict:
-            return (models, parameters)
-        return PDiffPipelineOutput(models=models, parameters=parameters)
+            return (models, parameters) if conditions is None else (models, parameters, conditions)
+        return PDiffPipelineOutput(models=models, parameters=parameters, conditions=conditions)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, push_to_hub: bool = False, **kwargs) -> None:
         """``DiffusionPipeline.save_pretrained``, plus ``pdiff_hub.json``: the sha256 of every component's weights
-        file and :attr:`provenance`, so that a replaced or damaged component is named when the folder is loaded.
+        file, so that a replaced or damaged component is named when the folder is loaded, :attr:`provenance` and
+        :attr:`condition_info`.
 
         With ``push_to_hub``, the folder is uploaded by :meth:`push_to_hub` (``repo_id``, ``commit_message``,
         ``private``, ``token`` and ``create_pr`` are passed on), record included.
@@ -160,6 +217,8 @@ class PDiffPipeline(DiffusionPipeline):
         folder = Path(save_directory)
         record = {"checksums": {name: _weight_checksums(folder / name) for name in COMPONENTS if name != "scheduler"},
                   "provenance": self.provenance, "pdiff_hub_version": __version__}
+        if self.condition_info:  # absent for unconditional pipelines: their record is as before
+            record["condition_info"] = self.condition_info
         (folder / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
         if push_to_hub:
             self.push_to_hub(hub_kwargs.pop("repo_id", folder.name), **hub_kwargs)
@@ -185,6 +244,7 @@ class PDiffPipeline(DiffusionPipeline):
         kwargs.setdefault("use_safetensors", True)
         pipe = super().from_pretrained(path, **kwargs)
         pipe.provenance = dict(record.get("provenance", {})) if record else {}
+        pipe.condition_info = dict(record.get("condition_info", {})) if record else {}
         return pipe
 
     def push_to_hub(
