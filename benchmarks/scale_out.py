@@ -1,0 +1,207 @@
+"""Scale-out on this machine: the project's scripts with 1 and with 2 processes, each process one thread.
+
+    .venv/bin/python benchmarks/scale_out.py [--steps train] [--workdir DIR] [--train_steps 100]
+
+One function per step (``bench_<step>(workdir, num_processes, args) -> Timing``, registered in ``STEPS``) runs the
+script as a user would: ``python scripts/<step>.py`` for 1 process, ``accelerate launch --multi_gpu --num_processes 2``
+with ``ACCELERATE_USE_CPU=true`` for 2 (torchrun's launcher, CPU processes over gloo). Each step reports two times:
+the command's wall time (with the interpreter, import and launcher startup, paid once per process) and the time of
+its work as the script itself measures it (``train_seconds`` for training). The table at the end gives both and the
+speed-up of each; a section per step says what limits it (for training, the per-step cost of keeping the processes
+in step against the compute each one saves).
+
+The inputs every step needs (a small parameter dataset) are made once, with 1 process, by :func:`prepare`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = "digits-mlp"
+
+
+@dataclass
+class Timing:
+    """One run of a step: the command's wall time and the time of the work the script reports (None if it reports
+    none); ``notes`` are the step's own figures, printed under the table."""
+
+    wall_s: float
+    work_s: float | None
+    notes: dict
+
+
+# --- running scripts --------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def script_command(name: str, args: list[str], num_processes: int) -> list[str]:
+    """``scripts/<name>.py`` with ``num_processes`` CPU processes (plain python for one)."""
+    script = str(REPO / "scripts" / f"{name}.py")
+    if num_processes == 1:
+        return [sys.executable, script, *args]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+            str(free_port()), script, *args]
+
+
+def run(name: str, args: list[str], num_processes: int) -> float:
+    """Run the script; its wall time in seconds."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1", ACCELERATE_USE_CPU="true")
+    start = time.perf_counter()
+    result = subprocess.run(script_command(name, args, num_processes), cwd=REPO, env=env, capture_output=True,
+                            text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{name}.py on {num_processes} process(es) failed:\n{result.stdout[-2000:]}\n"
+                         f"{result.stderr[-4000:]}")
+    return wall
+
+
+# --- inputs -----------------------------------------------------------------------------------------------------
+
+def prepare(workdir: Path) -> Path:
+    """A parameter dataset of the digits MLP (40 checkpoints), collected once with 1 process."""
+    params = workdir / "params"
+    if not params.is_dir():
+        run("collect", ["--recipe", RECIPE, "--collect.base_epochs", "5", "--collect.num_checkpoints", "40",
+                        "--output_dir", str(params)], 1)
+    return params
+
+
+# --- steps ------------------------------------------------------------------------------------------------------
+
+def bench_train(workdir: Path, num_processes: int, args: argparse.Namespace) -> Timing:
+    """train.py on the parameter dataset: both stages, ``--train_steps`` steps each, the recipe's global batches."""
+    out = workdir / f"train-{num_processes}"
+    wall = run("train", ["--recipe", RECIPE, "--param_dataset", str(prepare(workdir)), "--output_dir", str(out),
+                         "--overwrite", "--train.autoencoder_steps", str(args.train_steps), "--train.diffusion_steps",
+                         str(args.train_steps), "--checkpointing_steps", str(10 * args.train_steps), "--skip_eval",
+                         "--report_to", "none"], num_processes)
+    work = json.loads((out / "metrics.json").read_text())["train_seconds"]
+    return Timing(wall, work, {"ms per step": round(1000 * work / (2 * args.train_steps), 1)})
+
+
+def train_limits(args: argparse.Namespace, runs: dict[int, Timing]) -> list[str]:
+    """What bounds training's speed-up: one step's compute (forward, backward, AdamW) on the whole and on half the
+    batch, in this process (one thread), the gradients each step all-reduces, and what the 2-process step costs
+    beyond its half-batch compute (the all-reduce, the loss's reduce, and waiting for the slower process)."""
+    import torch
+
+    from pdiff_hub.data.parameters import ParameterDataset
+    from pdiff_hub.recipes.config import load_recipe
+    from pdiff_hub.training.objectives import (
+        autoencoder_loss,
+        build_autoencoder,
+        build_denoiser,
+        build_scheduler,
+        diffusion_loss,
+    )
+
+    torch.set_num_threads(1)
+    recipe, params = load_recipe(RECIPE), ParameterDataset.load(args.workdir / "params")
+    vectors = params.vectors
+    autoencoder, denoiser = build_autoencoder(recipe, params.target, vectors), build_denoiser(recipe)
+    scheduler = build_scheduler(recipe)
+    with torch.no_grad():
+        latents = autoencoder.encode(vectors)
+
+    def step_ms(model, loss_fn, batch: torch.Tensor, repeats: int = 20) -> float:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        model.train()
+        for i in range(repeats + 3):
+            if i == 3:
+                start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model, batch).backward()
+            optimizer.step()
+        return 1000 * (time.perf_counter() - start) / repeats
+
+    lines, wholes, halves = [], [], []
+    for stage, model, data, batch_size, loss_fn in (
+        ("autoencoder", autoencoder, vectors, recipe.train.autoencoder_batch_size, autoencoder_loss),
+        ("diffusion", denoiser, latents, recipe.train.diffusion_batch_size,
+         lambda m, b: diffusion_loss(m, scheduler, b)),
+    ):
+        rows = data[torch.arange(batch_size) % len(data)]
+        whole, half = step_ms(model, loss_fn, rows), step_ms(model, loss_fn, rows[: batch_size // 2])
+        wholes.append(whole)
+        halves.append(half)
+        size = sum(p.numel() for p in model.parameters())
+        lines.append(f"{stage} step: {whole:.1f} ms on the batch of {batch_size}, {half:.1f} ms on half of it "
+                     f"({100 * half / whole:.0f}%); {size:,} gradients ({4 * size / 2**20:.2f} MiB) all-reduced "
+                     "every step")
+    compute_one, compute_half = sum(wholes) / 2, sum(halves) / 2  # the stages run equally many steps
+    measured = {n: 1000 * t.work_s / (2 * args.train_steps) for n, t in runs.items()}
+    lines.append(f"a step, both stages averaged: compute {compute_one:.1f} ms (whole batch), {compute_half:.1f} ms "
+                 f"(half); measured in train.py {measured[1]:.1f} ms on 1 process, {measured[2]:.1f} ms on 2, so "
+                 f"{measured[2] - compute_half:.1f} ms a step go to keeping the 2 processes in step")
+    lines.append(f"best speed-up these networks allow (no communication at all): {compute_one / compute_half:.2f}x")
+    return lines
+
+
+STEPS = {"train": bench_train}
+LIMITS = {"train": train_limits}
+
+
+# --- report -----------------------------------------------------------------------------------------------------
+
+def table(results: dict[str, dict[int, Timing]]) -> str:
+    def speedup(a: float | None, b: float | None) -> str:
+        return f"{a / b:.2f}x" if a and b else "-"
+
+    def seconds(value: float | None) -> str:
+        return f"{value:.1f} s" if value is not None else "-"
+
+    rows = ["| step | wall, 1 proc | wall, 2 procs | speed-up | work, 1 proc | work, 2 procs | speed-up |",
+            "|---|---|---|---|---|---|---|"]
+    for step, runs in results.items():
+        one, two = runs[1], runs[2]
+        rows.append(f"| {step} | {seconds(one.wall_s)} | {seconds(two.wall_s)} | {speedup(one.wall_s, two.wall_s)} | "
+                    f"{seconds(one.work_s)} | {seconds(two.work_s)} | {speedup(one.work_s, two.work_s)} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
+    parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=list(STEPS), help="the steps to time")
+    parser.add_argument("--workdir", type=Path, default=None, help="where inputs and outputs go (default: a temp dir)")
+    parser.add_argument("--train_steps", type=int, default=100, help="steps of each training stage")
+    args = parser.parse_args()
+    args.workdir = args.workdir or Path(tempfile.mkdtemp(prefix="scale-out-"))
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    prepare(args.workdir)
+    results: dict[str, dict[int, Timing]] = {}
+    for step in args.steps:
+        results[step] = {}
+        for num_processes in (1, 2):
+            results[step][num_processes] = STEPS[step](args.workdir, num_processes, args)
+            print(f"{step} on {num_processes} process(es): {results[step][num_processes]}", flush=True)
+
+    load = os.getloadavg()
+    print(f"\n{os.cpu_count()} cores, load average {load[0]:.1f} (1 min) at the end; every process one thread; "
+          f"work = the time the script reports for its work, wall = the whole command\n")
+    print(table(results))
+    for step in args.steps:
+        print(f"\n{step}: " + "; ".join(f"{n} proc: {t.notes}" for n, t in results[step].items()))
+        for line in LIMITS.get(step, lambda a, r: [])(args, results[step]):
+            print(f"  {line}")
+
+
+if __name__ == "__main__":
+    main()
