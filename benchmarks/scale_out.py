@@ -153,8 +153,42 @@ def train_limits(args: argparse.Namespace, runs: dict[int, Timing]) -> list[str]
     return lines
 
 
-STEPS = {"train": bench_train}
-LIMITS = {"train": train_limits}
+def trained_pipeline(workdir: Path) -> Path:
+    """A pipeline trained 50+50 steps on the parameter dataset, once, with 1 process (evaluate's input)."""
+    pipe = workdir / "pipeline"
+    if not pipe.is_dir():
+        run("train", ["--recipe", RECIPE, "--param_dataset", str(prepare(workdir)), "--output_dir", str(pipe),
+                      "--train.autoencoder_steps", "50", "--train.diffusion_steps", "50", "--skip_eval",
+                      "--report_to", "none"], 1)
+    return pipe
+
+
+def bench_evaluate(workdir: Path, num_processes: int, args: argparse.Namespace) -> Timing:
+    """evaluate.py with ``--eval_models`` models per generated row (5 DDIM steps); work = run_evaluation's total."""
+    out = workdir / f"evaluate-{num_processes}"
+    wall = run("evaluate", ["--pipeline", str(trained_pipeline(workdir)), "--param_dataset", str(prepare(workdir)),
+                            "--num_models", str(args.eval_models), "--evaluate.num_inference_steps", "5",
+                            "--output_dir", str(out), "--overwrite"], num_processes)
+    timings = json.loads((out / "metrics.json").read_text())["timings"]
+    sharded = timings["evaluate_validation_s"] + timings["evaluate_test_s"]
+    return Timing(wall, timings["total_s"], {"sharded evaluation s": round(sharded, 2), **{
+        k: v for k, v in timings.items() if k in ("generation_s", "similarity_s", "latents_s")}})
+
+
+def evaluate_limits(args: argparse.Namespace, runs: dict[int, Timing]) -> list[str]:
+    """What bounds evaluate's speed-up: only the models' predictions are sharded; the sampling (main process), the
+    encoding of every row into latents and the similarity measures (each process, whole) and the writing of the
+    report and figures (main process) are not."""
+    one, two = runs[1].notes, runs[2].notes
+    serial = {n: runs[n].work_s - runs[n].notes["sharded evaluation s"] for n in runs}
+    return [f"sharded predictions: {one['sharded evaluation s']:.2f} s on 1 process, {two['sharded evaluation s']:.2f}"
+            f" s on 2 ({one['sharded evaluation s'] / max(two['sharded evaluation s'], 1e-9):.2f}x)",
+            f"unsharded inside run_evaluation: {serial[1]:.2f} s on 1 process, {serial[2]:.2f} s on 2 (sampling, "
+            "latents, similarity); outside it: loading, the figures and the report, and each process's startup"]
+
+
+STEPS = {"train": bench_train, "evaluate": bench_evaluate}
+LIMITS = {"train": train_limits, "evaluate": evaluate_limits}
 
 
 # --- report -----------------------------------------------------------------------------------------------------
@@ -181,6 +215,7 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=list(STEPS), help="the steps to time")
     parser.add_argument("--workdir", type=Path, default=None, help="where inputs and outputs go (default: a temp dir)")
     parser.add_argument("--train_steps", type=int, default=100, help="steps of each training stage")
+    parser.add_argument("--eval_models", type=int, default=300, help="models per generated row of evaluate.py")
     args = parser.parse_args()
     args.workdir = args.workdir or Path(tempfile.mkdtemp(prefix="scale-out-"))
     args.workdir.mkdir(parents=True, exist_ok=True)
