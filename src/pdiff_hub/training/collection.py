@@ -71,22 +71,22 @@ def train_base_model(
     for epoch in range(epochs):
         model.train()
         # The bar must not wrap the loader: tqdm.auto starts an iterator of what it wraps, which draws from the
-        # generator and would change the shuffling.
-        total, bar = 0.0, tqdm(total=len(loader), desc=f"base training, epoch {epoch + 1}/{epochs}",
-                               disable=not progress)
-        for step, (images, labels) in enumerate(loader):
-            loss = nn.functional.cross_entropy(model(images.to(device)), labels.to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"base training diverged (loss {loss.item()} at epoch {epoch + 1}, step "
-                                         f"{step}) with collect.base_lr {lr:g}; lower collect.base_lr and run again")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            bar.update()
-        bar.close()
+        # generator and would change the shuffling. As a context it is closed (its line ended) on an error too.
+        total = 0.0
+        with tqdm(total=len(loader), desc=f"base training, epoch {epoch + 1}/{epochs}", disable=not progress) as bar:
+            for step, (images, labels) in enumerate(loader):
+                loss = nn.functional.cross_entropy(model(images.to(device)), labels.to(device))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"base training diverged (loss {loss.item()} at epoch {epoch + 1}, step "
+                                             f"{step}) with collect.base_lr {lr:g}; lower collect.base_lr and run "
+                                             f"again")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += loss.item()
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.update()
         losses.append(total / max(1, len(loader)))
     model.eval()
     return losses
