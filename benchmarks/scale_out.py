@@ -49,8 +49,8 @@ def free_port() -> int:
 
 
 def script_command(name: str, args: list[str], num_processes: int) -> list[str]:
-    """``scripts/<name>.py`` with ``num_processes`` CPU processes (plain python for one)."""
-    script = str(REPO / "scripts" / f"{name}.py")
+    """``scripts/<name>.py`` (or a path) with ``num_processes`` CPU processes (plain python for one)."""
+    script = name if name.endswith(".py") else str(REPO / "scripts" / f"{name}.py")
     if num_processes == 1:
         return [sys.executable, script, *args]
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
@@ -60,15 +60,46 @@ def script_command(name: str, args: list[str], num_processes: int) -> list[str]:
 
 def run(name: str, args: list[str], num_processes: int) -> float:
     """Run the script; its wall time in seconds."""
+    return run_capturing(name, args, num_processes)[0]
+
+
+def run_capturing(name: str, args: list[str], num_processes: int) -> tuple[float, str]:
+    """Run the script; its wall time in seconds and its standard output."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1", ACCELERATE_USE_CPU="true")
     start = time.perf_counter()
     result = subprocess.run(script_command(name, args, num_processes), cwd=REPO, env=env, capture_output=True,
                             text=True)
     wall = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"{name}.py on {num_processes} process(es) failed:\n{result.stdout[-2000:]}\n"
+        raise SystemExit(f"{name} on {num_processes} process(es) failed:\n{result.stdout[-2000:]}\n"
                          f"{result.stderr[-4000:]}")
-    return wall
+    return wall, result.stdout
+
+
+def allreduce_ms(sizes: list[int]) -> dict[int, float]:
+    """Milliseconds one all-reduce of ``size`` float32 values takes between 2 CPU processes (gloo), by size: this
+    script run again under ``accelerate launch`` (see :func:`allreduce_probe`)."""
+    _, stdout = run_capturing(__file__, ["--allreduce_probe", *map(str, sizes)], 2)
+    line = next(line for line in stdout.splitlines() if line.startswith("{"))
+    return {int(k): v for k, v in json.loads(line).items()}
+
+
+def allreduce_probe(sizes: list[int], repeats: int = 20) -> None:
+    """Under ``accelerate launch``: time ``repeats`` all-reduces of each size; the main process prints JSON."""
+    import torch
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    times = {}
+    for size in sizes:
+        tensor = torch.randn(size)
+        for i in range(repeats + 5):
+            if i == 5:
+                accelerator.wait_for_everyone()
+                start = time.perf_counter()
+            torch.distributed.all_reduce(tensor)
+        times[size] = round(1000 * (time.perf_counter() - start) / repeats, 2)
+    accelerator.print(json.dumps(times))
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
@@ -130,7 +161,7 @@ def train_limits(args: argparse.Namespace, runs: dict[int, Timing]) -> list[str]
             optimizer.step()
         return 1000 * (time.perf_counter() - start) / repeats
 
-    lines, wholes, halves = [], [], []
+    lines, wholes, halves, sizes = [], [], [], []
     for stage, model, data, batch_size, loss_fn in (
         ("autoencoder", autoencoder, vectors, recipe.train.autoencoder_batch_size, autoencoder_loss),
         ("diffusion", denoiser, latents, recipe.train.diffusion_batch_size,
@@ -141,15 +172,22 @@ def train_limits(args: argparse.Namespace, runs: dict[int, Timing]) -> list[str]
         wholes.append(whole)
         halves.append(half)
         size = sum(p.numel() for p in model.parameters())
+        sizes.append(size)
         lines.append(f"{stage} step: {whole:.1f} ms on the batch of {batch_size}, {half:.1f} ms on half of it "
                      f"({100 * half / whole:.0f}%); {size:,} gradients ({4 * size / 2**20:.2f} MiB) all-reduced "
                      "every step")
     compute_one, compute_half = sum(wholes) / 2, sum(halves) / 2  # the stages run equally many steps
+    reduce = allreduce_ms([*sizes, 1])
+    reduce_step = (reduce[sizes[0]] + reduce[sizes[1]]) / 2 + reduce[1]  # the gradients, and the loss reported
     measured = {n: 1000 * t.work_s / (2 * args.train_steps) for n, t in runs.items()}
+    lines.append(f"gloo all-reduce between 2 processes: {reduce[sizes[0]]:.1f} ms for the autoencoder's gradients, "
+                 f"{reduce[sizes[1]]:.1f} ms for the denoiser's, {reduce[1]:.2f} ms for the loss")
     lines.append(f"a step, both stages averaged: compute {compute_one:.1f} ms (whole batch), {compute_half:.1f} ms "
-                 f"(half); measured in train.py {measured[1]:.1f} ms on 1 process, {measured[2]:.1f} ms on 2, so "
-                 f"{measured[2] - compute_half:.1f} ms a step go to keeping the 2 processes in step")
-    lines.append(f"best speed-up these networks allow (no communication at all): {compute_one / compute_half:.2f}x")
+                 f"(half), all-reduces {reduce_step:.1f} ms; measured in train.py {measured[1]:.1f} ms on 1 process, "
+                 f"{measured[2]:.1f} ms on 2, of which {measured[2] - compute_half - reduce_step:.1f} ms are neither "
+                 "compute nor all-reduce (waiting for the slower process, DDP's bucket copies, a core shared)")
+    lines.append(f"speed-up bound: {compute_one / compute_half:.2f}x with free communication, "
+                 f"{compute_one / (compute_half + reduce_step):.2f}x with these all-reduces")
     return lines
 
 
@@ -216,7 +254,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where inputs and outputs go (default: a temp dir)")
     parser.add_argument("--train_steps", type=int, default=100, help="steps of each training stage")
     parser.add_argument("--eval_models", type=int, default=300, help="models per generated row of evaluate.py")
+    parser.add_argument("--allreduce_probe", type=int, nargs="+", help=argparse.SUPPRESS)  # see allreduce_ms
     args = parser.parse_args()
+    if args.allreduce_probe:
+        return allreduce_probe(args.allreduce_probe)
     args.workdir = args.workdir or Path(tempfile.mkdtemp(prefix="scale-out-"))
     args.workdir.mkdir(parents=True, exist_ok=True)
 
