@@ -18,7 +18,7 @@ from ..models.denoiser import LatentDenoiser
 from .rules import Rule, choice, integer, items, number, odd, random_seed, setting, symmetric_channels, text
 
 __all__ = ["PAIR_RULES", "SECTIONS", "AutoencoderConfig", "CollectConfig", "DataConfig", "DenoiserConfig",
-           "EvaluateConfig", "Recipe", "TargetConfig", "TrainConfig"]
+           "EvaluateConfig", "Recipe", "TargetConfig", "TasksConfig", "TrainConfig"]
 
 # diffusers' get_scheduler names that need no more than warm-up and total steps (piecewise_constant needs rules).
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -136,6 +136,29 @@ class EvaluateConfig:
 
 
 @dataclass
+class TasksConfig:
+    """A family of binary tasks (subsets of the classes): the generated part is fitted once per task (0 = no tasks).
+
+    ``num_train_tasks`` codes are collected and ``num_heldout_tasks`` more are kept for evaluation only, all drawn and
+    split with ``seed`` (:mod:`pdiff_hub.data.tasks`). Each task fits the target's generated parameters (a 2-way
+    head, optionally the last normalization layers) from the same start with AdamW at ``lr``, and keeps
+    ``checkpoints_per_task`` checkpoints, one every ``checkpoint_every`` steps after ``burn_in_steps``.
+    ``backbone_classes`` lists the classes the frozen backbone is trained on (empty = all of them).
+    """
+
+    num_train_tasks: int = setting(0, integer(0))
+    num_heldout_tasks: int = setting(0, integer(0))
+    seed: int = setting(0, random_seed())
+    burn_in_steps: int = setting(200, integer(0))
+    checkpoints_per_task: int = setting(10, integer(1))
+    checkpoint_every: int = setting(10, integer(1))
+    lr: float = setting(1e-2, number(0, above=True))
+    weight_decay: float = setting(0.0, number(0))
+    batch_size: int = setting(256, integer(1))
+    backbone_classes: list = setting([], items(int, integer(0), distinct=True))
+
+
+@dataclass
 class Recipe:
     name: str = "custom"
     data: DataConfig = field(default_factory=DataConfig)
@@ -145,6 +168,7 @@ class Recipe:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -155,6 +179,8 @@ PAIR_RULES = [
     ("train.beta_start", "train.beta_end", lambda a, b: a < b, "train.beta_start must be below train.beta_end"),
     ("evaluate.num_inference_steps", "train.num_train_timesteps", lambda a, b: a <= b,
      "evaluate.num_inference_steps cannot exceed train.num_train_timesteps"),
+    ("tasks.num_train_tasks", "tasks.num_heldout_tasks", lambda a, b: a > 0 or b == 0,
+     "held-out tasks need training tasks: tasks.num_heldout_tasks must be 0 when tasks.num_train_tasks is 0"),
 ]
 
 
