@@ -225,8 +225,37 @@ def evaluate_limits(args: argparse.Namespace, runs: dict[int, Timing]) -> list[s
             "latents, similarity); outside it: loading, the figures and the report, and each process's startup"]
 
 
-STEPS = {"train": bench_train, "evaluate": bench_evaluate}
-LIMITS = {"train": train_limits, "evaluate": evaluate_limits}
+def bench_collect(workdir: Path, num_processes: int, args: argparse.Namespace) -> Timing:
+    """collect.py of ``--collect_recipe`` with the seeds ``--collect_seeds``: each process trains its seeds' base models
+    and collects their checkpoints (with fewer seeds than processes, a seed's checkpoints are split); work = base
+    training + checkpoints (training the subset, evaluating each), each the slowest process's time."""
+    out = workdir / f"collect-{num_processes}"
+    extra = ["--collect.base_epochs", str(args.collect_base_epochs)] if args.collect_base_epochs else []
+    wall = run("collect", ["--recipe", args.collect_recipe, "--collect.seeds", args.collect_seeds, *extra,
+                           "--output_dir", str(out), "--overwrite"], num_processes)
+    metrics = json.loads((out / "metrics.json").read_text())
+    base, checkpoints = metrics["base_training_seconds"], metrics["collect_seconds"]
+    return Timing(wall, base + checkpoints, {"base training s": base, "checkpoints s": checkpoints})
+
+
+def collect_limits(args: argparse.Namespace, runs: dict[int, Timing]) -> list[str]:
+    """What bounds collect's speed-up: the seeds split over the processes (whole seeds: an odd count leaves one
+    process a seed more); with one seed, only the evaluation of its checkpoints is split, every process training the
+    same base model; and what no process shares: startup, data loading, gathering and the main process's writing."""
+    one, two = runs[1].notes, runs[2].notes
+    lines = [f"{stage}: {one[key]:.1f} s on 1 process, {two[key]:.1f} s on 2 ({one[key] / max(two[key], 1e-9):.2f}x)"
+             for stage, key in (("base training", "base training s"), ("checkpoints", "checkpoints s"))]
+    if len(json.loads(args.collect_seeds)) == 1:
+        lines.append("one seed: both processes train its base model (not split); the process with the later "
+                     "checkpoints trains the subset through all of them; only their evaluation is split")
+    lines.append(f"outside the work: {runs[1].wall_s - runs[1].work_s:.1f} s on 1 process, "
+                 f"{runs[2].wall_s - runs[2].work_s:.1f} s on 2 (startup, data loading on every process, gathering "
+                 "the vectors, the main process writing the dataset)")
+    return lines
+
+
+STEPS = {"train": bench_train, "evaluate": bench_evaluate, "collect": bench_collect}
+LIMITS = {"train": train_limits, "evaluate": evaluate_limits, "collect": collect_limits}
 
 
 # --- report -----------------------------------------------------------------------------------------------------
@@ -254,6 +283,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where inputs and outputs go (default: a temp dir)")
     parser.add_argument("--train_steps", type=int, default=100, help="steps of each training stage")
     parser.add_argument("--eval_models", type=int, default=300, help="models per generated row of evaluate.py")
+    parser.add_argument("--collect_recipe", default=RECIPE, help="the recipe collect.py runs")
+    parser.add_argument("--collect_seeds", default="[0, 1]", help="collect.seeds of collect.py (one per process)")
+    parser.add_argument("--collect_base_epochs", type=int, default=None, help="base epochs (default: the recipe's)")
     parser.add_argument("--allreduce_probe", type=int, nargs="+", help=argparse.SUPPRESS)  # see allreduce_ms
     args = parser.parse_args()
     if args.allreduce_probe:
