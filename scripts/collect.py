@@ -6,6 +6,15 @@
 The output folder (written atomically: it appears complete or not at all) holds the parameter dataset
 (``dataset/``), the frozen base model (``target/``), the dataset card (``README.md``), ``metrics.json`` and the
 final arguments (``args.yaml``).
+
+On several processes (one per GPU; on a machine without one, CPU processes that talk over gloo):
+
+    accelerate launch --multi_gpu --num_processes 2 scripts/collect.py --recipe digits-mlp \
+        --collect.seeds "[0, 1]" --output_dir OUT
+
+each process trains the base models of its block of ``collect.seeds`` and collects and evaluates their checkpoints;
+with more processes than seeds, a seed's processes each evaluate a block of its checkpoints. The main process gathers
+them in seed and step order and writes the folder: the same dataset, row for row, as one process writes.
 """
 
 from __future__ import annotations
@@ -92,7 +101,8 @@ def check_splits(recipe: Recipe, splits: dict) -> None:
                          f"{size} training images of {recipe.data.dataset}; lower it")
 
 
-def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int, accelerator: Accelerator) -> tuple:
+def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int,
+                  accelerator: Accelerator) -> tuple[TargetModel, dict]:
     """Train the base model of one shard's seed and collect its checkpoints; return its target and its piece.
 
     Every seed starts from ``set_seed(seed)``, so its base model and checkpoints are the same whichever process (and
@@ -125,8 +135,10 @@ def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int, accele
 
 
 def load_splits(recipe: Recipe, accelerator: Accelerator) -> dict:
-    """The recipe's splits on every process: the main process reads (and downloads) them first, the others then read
-    its cache; a refusal on any process stops every process."""
+    """The recipe's splits, on every process; a refusal on any process stops every process.
+
+    The main process reads (and downloads) them first, the others then read its cache.
+    """
     splits = {}
 
     def load() -> list:
@@ -137,30 +149,6 @@ def load_splits(recipe: Recipe, accelerator: Accelerator) -> dict:
     for main_turn in (True, False):
         gather_or_raise(load if accelerator.is_main_process == main_turn else list)
     return splits
-
-
-def main(args: argparse.Namespace) -> None:
-    recipe = recipe_from_args(args)  # the same answer on every process, before any collective
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    # Only the main process writes, so only it checks the output folder; its refusal stops every process.
-    on_main_or_raise(accelerator, lambda: check_output_dir(
-        args.output_dir, overwrite=args.overwrite, inputs=[resolve_recipe_path(args.recipe)] if args.recipe else []))
-    counts = check_plan(recipe)
-    splits = load_splits(recipe, accelerator)
-    shards = plan_shards(counts, accelerator.num_processes)[accelerator.process_index]
-    targets = {}
-
-    def work() -> list:
-        pieces = []
-        for shard in shards:
-            targets[shard], piece = collect_shard(recipe, splits, shard, counts[shard.seed_index], accelerator)
-            pieces.append((shard, piece))
-        return pieces
-
-    pieces = [piece for _, piece in order_pieces(gather_or_raise(work), counts)]
-    if accelerator.is_main_process:
-        # Process 0 always holds the first checkpoints of the first seed, hence its base model.
-        write_dataset(args, recipe, pieces, targets[shards[0]], accelerator.num_processes)
 
 
 def write_dataset(args: argparse.Namespace, recipe: Recipe, pieces: list[dict], first_target: TargetModel,
@@ -215,6 +203,29 @@ def write_dataset(args: argparse.Namespace, recipe: Recipe, pieces: list[dict], 
         f"(frozen prefix cached: {prefix_cached})"
     )
 
+
+def main(args: argparse.Namespace) -> None:
+    recipe = recipe_from_args(args)  # the same answer on every process, before any collective
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # Only the main process writes, so only it checks the output folder; its refusal stops every process.
+    on_main_or_raise(accelerator, lambda: check_output_dir(
+        args.output_dir, overwrite=args.overwrite, inputs=[resolve_recipe_path(args.recipe)] if args.recipe else []))
+    counts = check_plan(recipe)
+    splits = load_splits(recipe, accelerator)
+    shards = plan_shards(counts, accelerator.num_processes)[accelerator.process_index]
+    targets = {}
+
+    def work() -> list:
+        pieces = []
+        for shard in shards:
+            targets[shard], piece = collect_shard(recipe, splits, shard, counts[shard.seed_index], accelerator)
+            pieces.append((shard, piece))
+        return pieces
+
+    pieces = [piece for _, piece in order_pieces(gather_or_raise(work), counts)]
+    if accelerator.is_main_process:
+        # Process 0 always holds the first checkpoints of the first seed, hence its base model.
+        write_dataset(args, recipe, pieces, targets[shards[0]], accelerator.num_processes)
 
 
 if __name__ == "__main__":
