@@ -65,9 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report_to", default="auto",
                         help="'tensorboard', 'none', or 'auto' (tensorboard if installed)")
     parser.add_argument("--skip_eval", action="store_true", help="do not measure reconstruction accuracy at the end")
-    parser.add_argument("--push_to_hub", action="store_true", help="upload OUT to the Hub at the end")
+    parser.add_argument("--push_to_hub", action="store_true", help="upload OUT to the Hub at the end (token: HF_TOKEN or `hf auth login`)")
     parser.add_argument("--hub_model_id", default=None, help="repo id for --push_to_hub (org/name)")
-    parser.add_argument("--hub_token", default=None, help="Hub token (default: the logged-in token or HF_TOKEN)")
     add_recipe_arguments(parser)
     args = parser.parse_args(argv)
     if args.push_to_hub and not args.hub_model_id:
@@ -133,7 +132,7 @@ def main(args: argparse.Namespace) -> None:
     if args.push_to_hub:
         from pdiff_hub.hub import push_folder_to_hub
 
-        url = push_folder_to_hub(output_dir, args.hub_model_id, repo_type="model", token=args.hub_token,
+        url = push_folder_to_hub(output_dir, args.hub_model_id, repo_type="model",  # token: HF_TOKEN or the login
                                  commit_message="Upload p-diff pipeline")
         print(f"Pushed to {url}")
 
