@@ -65,7 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report_to", default="auto",
                         help="'tensorboard', 'none', or 'auto' (tensorboard if installed)")
     parser.add_argument("--skip_eval", action="store_true", help="do not measure reconstruction accuracy at the end")
-    parser.add_argument("--push_to_hub", action="store_true", help="upload OUT to the Hub at the end (token: HF_TOKEN or `hf auth login`)")
+    parser.add_argument("--push_to_hub", action="store_true",
+                        help="upload OUT to the Hub at the end (token: HF_TOKEN or `hf auth login`)")
     parser.add_argument("--hub_model_id", default=None, help="repo id for --push_to_hub (org/name)")
     add_recipe_arguments(parser)
     args = parser.parse_args(argv)
