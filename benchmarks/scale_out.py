@@ -99,7 +99,9 @@ def allreduce_probe(sizes: list[int], repeats: int = 20) -> None:
                 start = time.perf_counter()
             torch.distributed.all_reduce(tensor)
         times[size] = round(1000 * (time.perf_counter() - start) / repeats, 2)
-    accelerator.print(json.dumps(times))
+    accelerator.print(json.dumps(times), flush=True)
+    accelerator.wait_for_everyone()
+    torch.distributed.destroy_process_group()  # gloo aborts at exit when the group is left open
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
