@@ -14,5 +14,7 @@ echo "== evaluation: cached frozen prefix vs naive full models"
 "$PY" benchmarks/evaluation_speed.py
 echo "== training: steps per second of both stages"
 "$PY" benchmarks/training_speed.py --param_dataset "$RUN/params"
+echo "== scale-out: 1 vs 2 processes (digits-mlp)"
+"$PY" benchmarks/scale_out.py
 echo "== main job: wall time and peak memory per step ($RUN/resources.txt)"
 cat "$RUN/resources.txt" 2>/dev/null || echo "(run scripts/main_job.sh first)"
