@@ -36,18 +36,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from pdiff_hub.core.cli import UsageError, check_output_dir, run_script
-from pdiff_hub.core.io import is_temporary
-from pdiff_hub.data.images import load_recipe_splits
+from pdiff_hub.core.cli import UsageError, run_script
 from pdiff_hub.data.parameters import ParameterDataset
-from pdiff_hub.data.subsets import subsample_splits
-from pdiff_hub.engine.evaluator import ParameterEvaluator
-from pdiff_hub.hub.cards import render_card
-from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, command_line, recipe_from_args, write_run_args
+from pdiff_hub.hub.pipelines import pipeline_card
+from pdiff_hub.recipes.config import add_recipe_arguments, command_line, recipe_from_args, write_run_args
 from pdiff_hub.training.checkpoints import save_pipeline
-from pdiff_hub.training.trainer import PDiffTrainer, reconstruction_accuracy
+from pdiff_hub.training.train_run import check_run_folder, run_metrics
+from pdiff_hub.training.trainer import PDiffTrainer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,34 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def check_run_folder(args: argparse.Namespace) -> Path:
-    """Refuse an output folder this run must not write, before anything is loaded.
-
-    Refused always: a file, the current folder or one above it, a folder that is, contains or lies inside the
-    parameter dataset, a folder that cannot be written. Without ``--overwrite``: a folder holding a pipeline, and any
-    other content than the checkpoints (and logs) of a run that ``--resume_from_checkpoint`` continues. Whose
-    checkpoints they are is checked by the trainer, once the parameter dataset is loaded.
-    """
-    output_dir = check_output_dir(args.output_dir, overwrite=True, inputs=[args.param_dataset])
-    if args.overwrite or not output_dir.is_dir():
-        return output_dir
-    if (output_dir / "model_index.json").exists():
-        raise UsageError(f"--output_dir {args.output_dir} holds a pipeline; pass --overwrite to replace it, or choose "
-                         "another folder")
-    content = sorted(p.name for p in output_dir.iterdir() if not is_temporary(p.name))
-    if "checkpoints" in content and not args.resume_from_checkpoint:
-        raise UsageError(f"--output_dir {args.output_dir} holds the checkpoints of an unfinished run; pass "
-                         "--resume_from_checkpoint latest to continue it, or --overwrite to start a new one")
-    others = [name for name in content if name not in ("checkpoints", "logs")]
-    if others:
-        raise UsageError(f"--output_dir {args.output_dir} exists and holds {', '.join(others[:3])}; pass "
-                         "--overwrite to write the pipeline beside them, or choose another folder")
-    return output_dir
-
-
 def main(args: argparse.Namespace) -> None:
     recipe = recipe_from_args(args)
-    output_dir = check_run_folder(args)
+    output_dir = check_run_folder(args.output_dir, args.param_dataset, overwrite=args.overwrite,
+                                  resume_from_checkpoint=args.resume_from_checkpoint)
     params = ParameterDataset.load(args.param_dataset, revision=args.param_dataset_revision)
     trainer = PDiffTrainer(recipe, params, output_dir, checkpointing_steps=args.checkpointing_steps,
                            checkpoints_total_limit=args.checkpoints_total_limit, report_to=args.report_to,
@@ -114,15 +86,10 @@ def main(args: argparse.Namespace) -> None:
     if result is None:  # not the main process
         return
 
-    metrics = {"final_losses": result.final_losses, "train_seconds": round(result.train_seconds, 1),
-               "num_checkpoints": len(params.vectors)}
-    if result.num_processes > 1:  # the weights depend on it (each process draws its own noise)
-        metrics["num_processes"] = result.num_processes
-    if not args.skip_eval:
-        evaluator = reconstruction_evaluator(recipe, params)
-        metrics.update(reconstruction_accuracy(result.pipeline.autoencoder, params.vectors, evaluator))
+    metrics = run_metrics(recipe, params, result, evaluate=not args.skip_eval)
     command = command_line(sys.argv)
-    card = pipeline_card(recipe, args, metrics, command, params)
+    card = pipeline_card(recipe, params, metrics, command, param_dataset=str(args.param_dataset),
+                         repo_id=args.hub_model_id or str(args.output_dir))
     save_pipeline(result.pipeline, output_dir, {"README.md": card, "metrics.json": json.dumps(metrics, indent=2)})
     write_run_args(output_dir, recipe, command=command, param_dataset=str(args.param_dataset))
     trainer.checkpoints.discard_replaced()  # an earlier run's, replaced with --overwrite (if none was saved yet)
@@ -136,29 +103,6 @@ def main(args: argparse.Namespace) -> None:
         url = push_folder_to_hub(output_dir, args.hub_model_id, repo_type="model",  # token: HF_TOKEN or the login
                                  commit_message="Upload p-diff pipeline")
         print(f"Pushed to {url}")
-
-
-def reconstruction_evaluator(recipe: Recipe, params: ParameterDataset) -> ParameterEvaluator:
-    """The test images the evaluation uses: the whole split, or the recipe's ``evaluate.test_images`` subset."""
-    splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
-    test = subsample_splits(splits, {"test": recipe.evaluate.test_images}, recipe.evaluate.seed)["test"]
-    return ParameterEvaluator(params.target.model, params.target.layout, *test, batch_size=recipe.evaluate.batch_size)
-
-
-def pipeline_card(recipe: Recipe, args: argparse.Namespace, metrics: dict, command: str, params) -> str:
-    t = recipe.train
-    metadata = {
-        "library_name": "pdiff_hub",
-        "tags": ["p-diff", "neural-network-diffusion", "parameter-generation", recipe.target.model_name],
-        "datasets": [recipe.data.dataset],
-    }
-    return render_card(
-        "pipeline", metadata, name=recipe.name, model_name=recipe.target.model_name,
-        model_kwargs=recipe.target.model_kwargs, param_patterns=recipe.target.param_patterns,
-        num_params=params.target.layout.num_params, dataset=recipe.data.dataset, param_dataset=str(args.param_dataset),
-        num_checkpoints=len(params.dataset), autoencoder=recipe.autoencoder.__dict__, denoiser=recipe.denoiser.__dict__,
-        train=t.__dict__, metrics=metrics, command=command, repo_id=args.hub_model_id or str(args.output_dir),
-    )
 
 
 if __name__ == "__main__":

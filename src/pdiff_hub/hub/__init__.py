@@ -6,9 +6,9 @@ names); this layer writes and uploads.
 
 from .cards import render_card
 from .commit import IGNORE_PATTERNS, HubUploadError, files_to_push, push_folder_to_hub
-from .datasets import push_parameter_dataset
+from .datasets import parameter_dataset_card, push_parameter_dataset
 from .export import GenerationRecord, export_timm_model
-from .pipelines import push_pipeline_to_hub
+from .pipelines import pipeline_card, push_pipeline_to_hub
 
 __all__ = [
     "IGNORE_PATTERNS",
@@ -16,6 +16,8 @@ __all__ = [
     "HubUploadError",
     "export_timm_model",
     "files_to_push",
+    "parameter_dataset_card",
+    "pipeline_card",
     "push_folder_to_hub",
     "push_parameter_dataset",
     "push_pipeline_to_hub",

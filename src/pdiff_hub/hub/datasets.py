@@ -7,9 +7,45 @@ import tempfile
 from pathlib import Path
 
 from ..data.parameters import ParameterDataset
+from ..recipes.config import Recipe
+from .cards import render_card
 from .commit import push_folder_to_hub, read_card
 
-__all__ = ["push_parameter_dataset"]
+__all__ = ["parameter_dataset_card", "push_parameter_dataset"]
+
+
+def parameter_dataset_card(recipe: Recipe, params: ParameterDataset, metrics: dict, command: str, *,
+                           collect_seconds: float, machine: str, repo_hint: str) -> str:
+    """The dataset card of a collected parameter dataset (``scripts/collect.py``'s README.md).
+
+    Args:
+        recipe: the recipe the dataset was collected with.
+        params: the collected checkpoints and their target network.
+        metrics: the collection's metrics (``base_test_accuracy``, ``validation`` and ``test`` statistics).
+        command: the command line that collected it.
+        collect_seconds: the collection time (unrounded).
+        machine: the machine it ran on, in words.
+        repo_hint: the folder or repo id the card's usage example loads.
+
+    Returns:
+        The card's text, Hub metadata header included.
+    """
+    c, layout, num_checkpoints = recipe.collect, params.target.layout, len(params.dataset)
+    return render_card(
+        "parameter_dataset",
+        {"tags": ["p-diff", "neural-network-diffusion", "model-parameters", recipe.target.model_name],
+         "library_name": "pdiff_hub", "pretty_name": f"p-diff parameters: {recipe.name}",
+         "size_categories": ["n<1K"] if num_checkpoints < 1000 else ["1K<n<10K"]},
+        title=f"p-diff parameter dataset: {recipe.name}", num_checkpoints=num_checkpoints,
+        num_params=layout.num_params, param_patterns=", ".join(recipe.target.param_patterns),
+        param_names=", ".join(layout.names), model_name=recipe.target.model_name,
+        model_kwargs=recipe.target.model_kwargs, dataset=recipe.data.dataset, base_epochs=c.base_epochs,
+        base_lr=c.base_lr, base_batch_size=c.base_batch_size, image_size=recipe.data.image_size, seeds=list(c.seeds),
+        base_test_accuracy=", ".join(f"{a:.2f}%" for a in metrics["base_test_accuracy"]), lr=c.lr,
+        batch_size=c.batch_size, command=command,
+        accuracy_rows=[{"split": "validation", **metrics["validation"]}, {"split": "test", **metrics["test"]}],
+        val_size=recipe.data.val_size, split_seed=recipe.data.split_seed, repo_hint=repo_hint,
+        collect_seconds=f"{collect_seconds:.1f}", machine=machine)
 
 
 def push_parameter_dataset(

@@ -6,10 +6,42 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..data.parameters import ParameterDataset
 from ..pipeline import PDiffPipeline
+from ..recipes.config import Recipe
+from .cards import render_card
 from .commit import files_to_push, push_folder_to_hub
 
-__all__ = ["push_pipeline_to_hub"]
+__all__ = ["pipeline_card", "push_pipeline_to_hub"]
+
+
+def pipeline_card(recipe: Recipe, params: ParameterDataset, metrics: dict, command: str, *, param_dataset: str,
+                  repo_id: str) -> str:
+    """The model card of a trained pipeline (``scripts/train.py``'s README.md).
+
+    Args:
+        recipe: the recipe the pipeline was trained with.
+        params: the parameter dataset it was trained on.
+        metrics: the training run's metrics (losses, time, reconstruction accuracy when measured).
+        command: the command line that trained it.
+        param_dataset: the parameter dataset's folder or Hub id, as given.
+        repo_id: the Hub repo id (or the folder) the card's usage example loads.
+
+    Returns:
+        The card's text, Hub metadata header included.
+    """
+    metadata = {
+        "library_name": "pdiff_hub",
+        "tags": ["p-diff", "neural-network-diffusion", "parameter-generation", recipe.target.model_name],
+        "datasets": [recipe.data.dataset],
+    }
+    return render_card(
+        "pipeline", metadata, name=recipe.name, model_name=recipe.target.model_name,
+        model_kwargs=recipe.target.model_kwargs, param_patterns=recipe.target.param_patterns,
+        num_params=params.target.layout.num_params, dataset=recipe.data.dataset, param_dataset=param_dataset,
+        num_checkpoints=len(params.dataset), autoencoder=recipe.autoencoder.__dict__, denoiser=recipe.denoiser.__dict__,
+        train=recipe.train.__dict__, metrics=metrics, command=command, repo_id=repo_id,
+    )
 
 
 def push_pipeline_to_hub(

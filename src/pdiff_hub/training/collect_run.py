@@ -1,0 +1,232 @@
+"""One collection run, as ``scripts/collect.py`` drives it: checks, the per-seed work of each process, the dataset.
+
+:func:`check_plan` and :func:`load_splits` refuse what would fail later, before the work; :func:`collect_pieces`
+trains the base model of each of this process's shards and collects its checkpoints (every process gathers the
+pieces in seed and step order); :func:`assemble_dataset` turns them into the :class:`ParameterDataset` and its
+metrics, and :func:`write_collection` writes the output folder (atomically) with the card the caller rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from ..core.cli import UsageError
+from ..core.io import atomic_output_dir
+from ..data.images import load_recipe_splits
+from ..data.parameters import ParameterDataset, build_parameter_table
+from ..models.target import TargetModel
+from ..recipes.config import Recipe, write_run_args
+from .collection import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
+from .sharding import Shard, gather_or_raise, order_pieces, plan_shards
+
+__all__ = [
+    "CollectedDataset",
+    "assemble_dataset",
+    "check_plan",
+    "check_splits",
+    "collect_pieces",
+    "collect_shard",
+    "load_splits",
+    "machine_description",
+    "summarize",
+    "write_collection",
+]
+
+
+def summarize(values: list[float]) -> dict:
+    """Min, mean, median, max and standard deviation of ``values``."""
+    array = np.asarray(values, dtype=float)
+    return {"min": array.min(), "mean": array.mean(), "median": float(np.median(array)), "max": array.max(),
+            "std": array.std()}
+
+
+def check_plan(recipe: Recipe) -> list[int]:
+    """Refuse what would fail or mean nothing later, before any data is read; return the checkpoints per seed.
+
+    Builds the target network once (cheap next to training) so that an unknown model, a wrong model argument or a
+    pattern that matches no parameter is named now rather than after base training.
+
+    Raises:
+        UsageError: too few checkpoints per seed, a target network timm cannot build or whose parameters the
+            patterns do not fit, or several seeds for a partly generated network.
+    """
+    c, t = recipe.collect, recipe.target
+    seeds = list(c.seeds)
+    try:
+        counts = checkpoints_per_seed(c.num_checkpoints, seeds)
+    except ValueError:
+        counts = [0]
+    if min(counts) < 2:
+        raise UsageError(f"collect.num_checkpoints {c.num_checkpoints} cannot give each of the {len(seeds)} seeds "
+                         f"in collect.seeds {seeds} at least 2 checkpoints; raise collect.num_checkpoints or use "
+                         f"fewer seeds")
+    try:
+        target = TargetModel(t.model_name, t.model_kwargs, t.param_patterns, image_size=recipe.data.image_size)
+    except (RuntimeError, TypeError) as err:  # timm: "Unknown model (...)"; a keyword the model does not take
+        raise UsageError(f"timm cannot build target.model_name {t.model_name!r} with target.model_kwargs "
+                         f"{t.model_kwargs}: {err}") from None
+    except ValueError as err:
+        raise UsageError(f"target.param_patterns {t.param_patterns} do not fit {t.model_name!r}: {err}") from None
+    if len(seeds) > 1 and target.layout.num_params != sum(p.numel() for p in target.model.parameters()):
+        raise UsageError(f"collect.seeds {seeds} has several base-model seeds, which only make sense when the whole "
+                         f"network is generated (target.param_patterns: ['*']): otherwise the frozen remainder would "
+                         f"differ between seeds")
+    return counts
+
+
+def check_splits(recipe: Recipe, splits: dict) -> None:
+    """Refuse a base batch larger than the training split, which would train nothing (full batches only).
+
+    Raises:
+        UsageError: ``collect.base_batch_size`` is larger than the training split.
+    """
+    size = len(splits["train"][1])
+    if recipe.collect.base_batch_size > size:
+        raise UsageError(f"collect.base_batch_size {recipe.collect.base_batch_size} is larger than the "
+                         f"{size} training images of {recipe.data.dataset}; lower it")
+
+
+def load_splits(recipe: Recipe, accelerator: Accelerator) -> dict:
+    """The recipe's splits, on every process; a refusal on any process stops every process.
+
+    The main process reads (and downloads) them first, the others then read its cache.
+    """
+    splits = {}
+
+    def load() -> list:
+        splits.update(load_recipe_splits(recipe.data, recipe.target.model_kwargs))
+        check_splits(recipe, splits)
+        return []
+
+    for main_turn in (True, False):
+        gather_or_raise(load if accelerator.is_main_process == main_turn else list)
+    return splits
+
+
+def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int,
+                  accelerator: Accelerator) -> tuple[TargetModel, dict]:
+    """Train the base model of one shard's seed and collect its checkpoints; return its target and its piece.
+
+    Every seed starts from ``set_seed(seed)``, so its base model and checkpoints are the same whichever process (and
+    after whichever other seeds) it runs.
+    """
+    c = recipe.collect
+    seed = c.seeds[shard.seed_index]
+    set_seed(seed)
+    target = TargetModel(recipe.target.model_name, recipe.target.model_kwargs, recipe.target.param_patterns,
+                         image_size=recipe.data.image_size)
+    progress = accelerator.is_local_main_process
+    start = time.perf_counter()
+    train_base_model(target.model, splits["train"], epochs=c.base_epochs, lr=c.base_lr,
+                     weight_decay=c.base_weight_decay, batch_size=c.base_batch_size, seed=seed,
+                     device=accelerator.device, progress=progress)
+    base_seconds = time.perf_counter() - start
+    base_acc = None
+    if shard.lead:
+        base_acc = accuracy(target.model, *splits["test"], batch_size=c.eval_batch_size)
+        print(f"base model (seed {seed}): test accuracy {base_acc:.2f}%", flush=True)
+    start = time.perf_counter()
+    result = collect_checkpoints(target.model, target.layout, splits["train"], splits["validation"], splits["test"],
+                                 num_checkpoints=count, lr=c.lr, weight_decay=c.weight_decay, batch_size=c.batch_size,
+                                 seed=seed, eval_batch_size=c.eval_batch_size, progress=progress, rows=shard.rows)
+    piece = {"seed": seed, "vectors": result.vectors.cpu(), "steps": result.steps, "val_accuracy": result.val_accuracy,
+             "test_accuracy": result.test_accuracy, "base_test_accuracy": base_acc,
+             "prefix_cached": result.prefix_cached, "rank": accelerator.process_index, "base_seconds": base_seconds,
+             "collect_seconds": time.perf_counter() - start}
+    return target, piece
+
+
+def collect_pieces(recipe: Recipe, splits: dict, counts: list[int],
+                   accelerator: Accelerator) -> tuple[list[dict], list[TargetModel]]:
+    """Collect this process's shards; return every process's pieces in (seed, step) order and this one's targets.
+
+    A failure on any process stops every process. Process 0 always holds the first checkpoints of the first seed,
+    so on the main process the first target is the base model of the dataset.
+    """
+    shards = plan_shards(counts, accelerator.num_processes)[accelerator.process_index]
+    targets = []
+
+    def work() -> list:
+        pieces = []
+        for shard in shards:
+            target, piece = collect_shard(recipe, splits, shard, counts[shard.seed_index], accelerator)
+            targets.append(target)
+            pieces.append((shard, piece))
+        return pieces
+
+    return [piece for _, piece in order_pieces(gather_or_raise(work), counts)], targets
+
+
+@dataclass
+class CollectedDataset:
+    """The gathered collection: the parameter dataset, its ``metrics.json`` values and the stages' times.
+
+    Args:
+        params: the checkpoints in (seed, step) order, with the base model of the first seed.
+        metrics: what ``metrics.json`` holds (accuracy statistics, base accuracies, rounded times).
+        base_seconds: base training time of the slowest process (the sum over its seeds).
+        collect_seconds: collection time of the slowest process (the sum over its seeds).
+    """
+
+    params: ParameterDataset
+    metrics: dict
+    base_seconds: float
+    collect_seconds: float
+
+    def summary(self, output_dir: str | os.PathLike) -> str:
+        """The lines printed at the end of a run that wrote the dataset to ``output_dir``."""
+        test_stats = self.metrics["test"]
+        return (
+            f"{len(self.params.dataset)} checkpoints of {self.params.target.layout.num_params} values -> "
+            f"{output_dir}\n"
+            f"  test accuracy: min {test_stats['min']:.2f} mean {test_stats['mean']:.2f} max {test_stats['max']:.2f}\n"
+            f"  base training {self.base_seconds:.1f} s, collection {self.collect_seconds:.2f} s "
+            f"(frozen prefix cached: {self.metrics['prefix_cached']})"
+        )
+
+
+def assemble_dataset(recipe: Recipe, pieces: list[dict], first_target: TargetModel) -> CollectedDataset:
+    """The parameter dataset and metrics of the gathered ``pieces`` (in (seed, step) order)."""
+    c = recipe.collect
+    rows = [{"step": s, "seed": p["seed"], "lr": c.lr, "val_accuracy": v, "test_accuracy": t}
+            for p in pieces for s, v, t in zip(p["steps"], p["val_accuracy"], p["test_accuracy"])]
+    table = build_parameter_table(torch.cat([p["vectors"] for p in pieces]), rows)
+    params = ParameterDataset(table, first_target)
+    base_acc = [p["base_test_accuracy"] for p in pieces if p["base_test_accuracy"] is not None]
+    # The time of each stage is that of the slowest process (the sum over seeds with one process).
+    base_seconds, collect_seconds = (
+        max(sum(p[key] for p in pieces if p["rank"] == rank) for rank in {p["rank"] for p in pieces})
+        for key in ("base_seconds", "collect_seconds")
+    )
+    val_stats, test_stats = summarize(table["val_accuracy"]), summarize(table["test_accuracy"])
+    metrics = {"base_test_accuracy": base_acc, "validation": val_stats, "test": test_stats,
+               "base_training_seconds": round(base_seconds, 1), "collect_seconds": round(collect_seconds, 2),
+               "prefix_cached": pieces[-1]["prefix_cached"], "num_params": first_target.layout.num_params}
+    return CollectedDataset(params, metrics, base_seconds, collect_seconds)
+
+
+def machine_description(num_processes: int) -> str:
+    """The machine as the dataset card names it: architecture, threads, and the process count when several."""
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads"
+    if num_processes > 1:
+        machine += f" per process, {num_processes} processes"
+    return machine
+
+
+def write_collection(collected: CollectedDataset, output_dir: str | os.PathLike, *, overwrite: bool, card: str,
+                     recipe: Recipe, command: str) -> None:
+    """Write the output folder atomically: ``dataset/``, ``target/``, README.md, metrics.json and args.yaml."""
+    with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:
+        collected.params.save(tmp)
+        (tmp / "README.md").write_text(card)
+        (tmp / "metrics.json").write_text(json.dumps(collected.metrics, indent=2))
+        write_run_args(tmp, recipe, command=command)
