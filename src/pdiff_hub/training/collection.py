@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from ..core.layout import ParameterLayout
 from ..engine.evaluator import ParameterEvaluator
+from ..engine.fitting import fit_generated_parameters
 from ..engine.split import FrozenPrefixSplit
 
 __all__ = ["CollectionResult", "accuracy", "collect_checkpoints", "train_base_model"]
@@ -140,26 +140,11 @@ def collect_checkpoints(
         raise ValueError(f"rows {rows} is not a contiguous block of range({num_checkpoints})")
     split = FrozenPrefixSplit.from_model(model, layout.names)
     train_features = split.compute_prefix(train[0], batch_size=eval_batch_size)
-    base = dict(model.named_parameters())
-    params = {n: base[n].detach().clone().requires_grad_(True) for n in layout.names}
-    optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    labels = train[1]
-    vectors, losses = [], []
-    for step in tqdm(range(rows.stop), desc="collecting checkpoints", disable=not progress):
-        idx = torch.randint(len(labels), (batch_size,), generator=generator)
-        logits = functional_call(split.suffix, params, tuple(f[idx] for f in train_features))
-        loss = nn.functional.cross_entropy(logits, labels[idx])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"checkpoint collection diverged (loss {loss.item()} at step {step}) with "
-                                     f"collect.lr {lr:g}; lower collect.lr and run again")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if step >= rows.start:
-            vectors.append(layout.flatten(params))
-    vectors = torch.stack(vectors)
+    fit = fit_generated_parameters(split, train_features, train[1], dict(model.named_parameters()), keep=rows, lr=lr,
+                                   weight_decay=weight_decay, batch_size=batch_size,
+                                   generator=torch.Generator().manual_seed(seed), lr_key="collect.lr",
+                                   progress=progress, desc="checkpoint collection")
+    vectors, losses = fit.vectors, fit.losses
     val_acc, test_acc = (
         ParameterEvaluator(model, layout, *data, batch_size=eval_batch_size, split=split).accuracy(vectors).tolist()
         for data in (validation, test)
