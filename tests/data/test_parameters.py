@@ -70,3 +70,35 @@ def test_a_folder_without_its_table_is_refused(saved, tmp_path):
     shutil.rmtree(broken / "dataset")
     with pytest.raises(FileNotFoundError, match="no dataset/ folder"):
         ParameterDataset.load(broken)
+
+
+def make_family(vectors: torch.Tensor, codes: list[str], heldout: list[str]) -> ParameterDataset:
+    rows = [{"step": i, "seed": 0, "lr": 0.1, "val_accuracy": 90.0, "test_accuracy": 90.0} for i in range(len(vectors))]
+    tasks = [codes[i % len(codes)] for i in range(len(vectors))]
+    info = {"num_classes": len(codes[0]), "train": codes, "heldout": heldout, "seed": 0}
+    return ParameterDataset(build_parameter_table(vectors, rows, tasks), tiny_target(), task_info=info)
+
+
+def test_a_task_family_keeps_codes_conditions_and_split(vectors, tmp_path):
+    family = make_family(vectors, ["0110", "1000", "0011"], ["1100"])
+    family.save(tmp_path)
+    loaded = ParameterDataset.load(tmp_path)
+    assert loaded.is_task_family and loaded.tasks == ["0110", "1000", "0011"] * 2
+    assert torch.equal(loaded.conditions[0], torch.tensor([0.0, 1.0, 1.0, 0.0]))
+    assert loaded.conditions.dtype == torch.float32 and loaded.conditions.shape == (6, 4)
+    assert loaded.task_split.heldout == ["1100"] and loaded.task_split.train == ["0110", "1000", "0011"]
+    assert loaded.fingerprint == family.fingerprint
+    # The same vectors under other codes are other training data; the same vectors without codes too.
+    assert family.fingerprint != make_family(vectors, ["1000", "0110", "0011"], ["1100"]).fingerprint
+    assert family.fingerprint != make(vectors).fingerprint
+    assert not make(vectors).is_task_family and make(vectors).conditions is None
+
+
+def test_a_task_family_whose_rows_and_record_disagree_is_refused(vectors, tmp_path):
+    with pytest.raises(ValueError, match="not the training tasks"):
+        make_family(vectors, ["0110", "1000", "0011"], ["0110"])  # a held-out code among the rows
+    family = make_family(vectors, ["0110", "1000", "0011"], ["1100"])
+    family.save(tmp_path)
+    (tmp_path / "tasks.json").unlink()
+    with pytest.raises(ValueError, match="task column but no tasks.json"):
+        ParameterDataset.load(tmp_path)

@@ -173,6 +173,19 @@ class Recipe:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def is_task_family(self) -> bool:
+        """Whether the recipe collects a family of binary tasks (``tasks.num_train_tasks`` > 0)."""
+        return self.tasks.num_train_tasks > 0
+
+    def generated_model_kwargs(self) -> dict:
+        """The timm arguments of the network whose parameters are generated: ``target.model_kwargs``, with a 2-way
+        head for a task family (its frozen backbone is built with ``target.model_kwargs`` as they are)."""
+        kwargs = copy.deepcopy(self.target.model_kwargs)
+        if self.is_task_family:
+            kwargs["num_classes"] = 2
+        return kwargs
+
 
 # Rules between keys: (first key, second key, holds, what is allowed). Checked after every key passed its own rule.
 PAIR_RULES = [
