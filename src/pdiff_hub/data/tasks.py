@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 __all__ = ["TaskSplit", "binary_labels", "check_code", "hamming_distances", "nearest_tasks", "num_tasks_possible",
-           "positive_classes", "sample_task_codes", "split_tasks", "task_accuracy", "task_conditions"]
+           "positive_classes", "sample_task_codes", "split_tasks", "task_accuracy", "task_conditions", "task_seed"]
 
 
 def num_tasks_possible(num_classes: int) -> int:
@@ -143,3 +143,9 @@ def nearest_tasks(codes: Sequence[str], train_codes: Sequence[str], k: int = 1) 
         raise ValueError(f"Cannot take the {k} nearest of {len(train_codes)} training tasks")
     distances = hamming_distances(codes, train_codes)
     return torch.sort(distances, dim=1, stable=True).indices[:, :k]
+
+
+def task_seed(seed: int, code: str) -> int:
+    """The seed of a task's batches: one per (seed, code), so a task's checkpoints never depend on the other tasks
+    collected with it (tasks can be collected in any order, or in shards)."""
+    return seed * 2 ** len(code) + int(check_code(code), 2)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .split import FrozenPrefixSplit
 
-__all__ = ["Fit", "fit_generated_parameters"]
+__all__ = ["Fit", "fit_generated_parameters", "kept_steps"]
 
 
 class Fit(NamedTuple):
@@ -96,3 +96,11 @@ def fit_generated_parameters(
             # The same expression as ParameterLayout.flatten, so a caller's layout reads these rows unchanged.
             vectors.append(torch.cat([params[n].detach().reshape(-1).float().cpu() for n in split.param_names]))
     return Fit(torch.stack(vectors), losses)
+
+
+def kept_steps(num_checkpoints: int, every: int = 1, burn_in: int = 0) -> range:
+    """The 0-based steps whose values are kept: ``burn_in``, then every ``every`` steps, ``num_checkpoints`` in all."""
+    if num_checkpoints < 1 or every < 1 or burn_in < 0:
+        raise ValueError(f"Need num_checkpoints >= 1, every >= 1 and burn_in >= 0; got {num_checkpoints}, {every}, "
+                         f"{burn_in}")
+    return range(burn_in, burn_in + (num_checkpoints - 1) * every + 1, every)

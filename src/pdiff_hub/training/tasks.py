@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..data.tasks import binary_labels, check_code, task_conditions
-from ..engine.fitting import fit_generated_parameters
+from ..data.tasks import binary_labels, check_code, task_conditions, task_seed
+from ..engine.fitting import fit_generated_parameters, kept_steps
 from ..engine.split import FrozenPrefixSplit
 
 __all__ = ["TaskCheckpoints", "collect_task_checkpoints", "kept_steps", "task_seed", "with_binary_head"]
@@ -41,20 +41,6 @@ def with_binary_head(model: nn.Module, seed: int = 0) -> nn.Module:
         torch.manual_seed(seed)
         model.reset_classifier(2)
     return model.eval()
-
-
-def kept_steps(num_checkpoints: int, every: int = 1, burn_in: int = 0) -> range:
-    """The 0-based steps whose values are kept: ``burn_in``, then every ``every`` steps, ``num_checkpoints`` in all."""
-    if num_checkpoints < 1 or every < 1 or burn_in < 0:
-        raise ValueError(f"Need num_checkpoints >= 1, every >= 1 and burn_in >= 0; got {num_checkpoints}, {every}, "
-                         f"{burn_in}")
-    return range(burn_in, burn_in + (num_checkpoints - 1) * every + 1, every)
-
-
-def task_seed(seed: int, code: str) -> int:
-    """The seed of a task's batches: one per (seed, code), so a task's checkpoints never depend on the other tasks
-    collected with it (tasks can be collected in any order, or in shards)."""
-    return seed * 2 ** len(code) + int(check_code(code), 2)
 
 
 @dataclass
