@@ -43,6 +43,7 @@ from .tensors import (
     label_array,
     num_classes,
 )
+from .tensors import class_names as dataset_class_names
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -53,6 +54,7 @@ __all__ = [
     "dataset_to_tensors",
     "find_mnist_dir",
     "load_image_dataset",
+    "load_recipe_data",
     "load_recipe_splits",
     "num_classes",
 ]
@@ -126,14 +128,21 @@ def load_recipe_splits(data_config: Any, model_kwargs: dict) -> dict[str, tuple[
     Returns:
         ``{"train": (images, labels), "validation": ..., "test": ...}``.
     """
+    return load_recipe_data(data_config, model_kwargs)[0]
+
+
+def load_recipe_data(data_config: Any,
+                     model_kwargs: dict) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], list[str]]:
+    """:func:`load_recipe_splits`'s splits and the name of each class (what a task family's card and codes name)."""
     data = load_image_dataset(data_config.dataset, val_size=data_config.val_size, seed=data_config.split_seed)
     expected = model_kwargs.get("num_classes")
     if expected is not None and num_classes(data) != expected:
         raise ValueError(f"{data_config.dataset} has {num_classes(data)} classes but the model is built with "
                          f"num_classes={expected}")
     in_chans = model_kwargs.get("in_chans", 3)
-    return {name: dataset_to_tensors(split, image_size=data_config.image_size, in_chans=in_chans)
-            for name, split in data.items()}
+    splits = {name: dataset_to_tensors(split, image_size=data_config.image_size, in_chans=in_chans)
+              for name, split in data.items()}
+    return splits, dataset_class_names(data)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-__all__ = ["DEFAULT_MEAN", "DEFAULT_STD", "IMAGE_COLUMNS", "LABEL_COLUMNS", "dataset_to_tensors", "num_classes"]
+__all__ = ["DEFAULT_MEAN", "DEFAULT_STD", "IMAGE_COLUMNS", "LABEL_COLUMNS", "class_names", "dataset_to_tensors",
+           "num_classes"]
 
 #: Accepted image column names, in order of preference; the chosen one is renamed to ``image``.
 IMAGE_COLUMNS: tuple[str, ...] = ("image", "img", "pixel_values")
@@ -171,3 +172,12 @@ def _resize(x: torch.Tensor, image_size: int) -> torch.Tensor:
     # every recorded result was computed with.
     shrinking = x.shape[-2] > image_size or x.shape[-1] > image_size
     return TF.resize(x, [image_size, image_size], antialias=shrinking)
+
+
+def class_names(dataset: datasets.Dataset | datasets.DatasetDict) -> list[str]:
+    """The name of each class: the label column's :class:`datasets.ClassLabel` names, else the class indices as text."""
+    split = next(iter(dataset.values())) if isinstance(dataset, datasets.DatasetDict) else dataset
+    feature = split.features[find_column(split.column_names, LABEL_COLUMNS, "label")]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    return [str(i) for i in range(num_classes(dataset))]
