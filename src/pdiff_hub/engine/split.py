@@ -26,9 +26,10 @@ from torch import Tensor, nn
 
 from .batching import BatchedSuffix, PredictMethod, auto_method, num_sets
 from .frontier import as_frontier, cache_frontier
+from .one_pixel import one_pixel_suffix
 from .partition import IdentityPrefix, NoSplit, Partition, partition
 from .tracing import trace
-from .verification import mutates_inputs, split_error
+from .verification import eval_mode, mutates_inputs, split_error
 
 __all__ = ["FrozenPrefixSplit"]
 
@@ -78,6 +79,7 @@ class FrozenPrefixSplit:
         tracer: Name of the tracer that traced the model (``"timm"`` or ``"torch.fx"``), None if tracing failed.
         frontier_names: fx node names of the frontier values (``("input",)`` in the fallback).
         vmap_error: Why :func:`torch.func.vmap` failed on the suffix, if it did (predictions then use the loop).
+        one_pixel_convs: Names of the suffix's convolutions run as 1x1 convolutions (``one_pixel_convs=True``).
     """
 
     def __init__(
@@ -95,6 +97,8 @@ class FrozenPrefixSplit:
         self.vmap_error: str | None = None
         self._validated = False
         self._clone_frontier = False
+        self._one_pixel = False
+        self.one_pixel_convs: tuple[str, ...] = ()
         if halves is None:
             self._fall_back(reason)
         else:
@@ -103,7 +107,12 @@ class FrozenPrefixSplit:
 
     @classmethod
     def from_model(
-        cls, model: nn.Module, param_names: Sequence[str], example_input: Tensor | None = None
+        cls,
+        model: nn.Module,
+        param_names: Sequence[str],
+        example_input: Tensor | None = None,
+        *,
+        one_pixel_convs: bool = False,
     ) -> FrozenPrefixSplit:
         """Trace ``model`` and split it at the frontier of the generated parameters.
 
@@ -112,6 +121,10 @@ class FrozenPrefixSplit:
             param_names: Names (as in ``model.named_parameters()``) of the generated parameters.
             example_input: A few inputs to check the split on now; without it the check runs on the first images
                 given to :meth:`compute_prefix` (and may switch to the fallback then).
+            one_pixel_convs: Run the suffix's frozen convolutions that only see 1x1 maps (in those example inputs)
+                as 1x1 convolutions of their centre tap (:mod:`.one_pixel`): the same outputs up to float rounding,
+                up to 9x fewer multiply-adds. The replaced names are in :attr:`one_pixel_convs`; the suffix then
+                accepts only inputs of that size.
 
         Returns:
             The split (or the fallback, with ``fallback_reason`` set).
@@ -131,6 +144,7 @@ class FrozenPrefixSplit:
         model.eval()
         halves, tracer, reason = _cut(model, names)
         split = cls(model, names, halves, tracer, reason)
+        split._one_pixel = one_pixel_convs
         if example_input is not None:
             split._validate(example_input)
         return split
@@ -155,8 +169,23 @@ class FrozenPrefixSplit:
             reason = split_error(self.model, self.prefix, self.suffix, self.frontier_names, self.param_names, x3)
             if reason is not None:
                 self._fall_back(reason)
+        if self.is_split and self._one_pixel:
+            self._simplify_one_pixel_convs(x3)
         self._clone_frontier = mutates_inputs(self.prefix, self.suffix, x3)
         self._validated = True
+
+    def _simplify_one_pixel_convs(self, x3: Tensor) -> None:
+        """Adopt the suffix with one-pixel convolutions replaced if it still reproduces the model on ``x3``."""
+        with torch.no_grad(), eval_mode(self.prefix):
+            frontier = self.prefix(x3)
+        suffix, replaced = one_pixel_suffix(self.suffix, frontier, self.param_names)
+        if not replaced:
+            return
+        reason = split_error(self.model, self.prefix, suffix, self.frontier_names, self.param_names, x3)
+        if reason is not None:  # not expected: the replacement is exact up to rounding
+            warnings.warn(f"one_pixel_convs not used ({reason})", stacklevel=3)
+            return
+        self.suffix, self.one_pixel_convs = suffix, replaced
 
     def compute_prefix(self, images: Tensor, batch_size: int = 512) -> tuple[Tensor, ...]:
         """Run the frozen prefix once on all images (no grad, eval mode, in batches).
