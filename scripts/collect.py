@@ -15,6 +15,12 @@ On several processes (one per GPU; on a machine without one, CPU processes that 
 each process trains the base models of its block of ``collect.seeds`` and collects and evaluates their checkpoints;
 with more processes than seeds, a seed's processes each evaluate a block of its checkpoints. The main process gathers
 them in seed and step order and writes the folder: the same dataset, row for row, as one process writes.
+
+A recipe with a ``tasks`` section (``tasks.num_train_tasks`` > 0) collects a family of binary tasks instead: one
+frozen backbone, then a 2-way head (and the recipe's other generated parameters) fitted per task, several checkpoints
+each, with ``task``/``condition`` columns and the training/held-out split in ``tasks.json``:
+
+    python scripts/collect.py --recipe fashion-mnist-resnet18-tasks --output_dir runs/tasks/params
 """
 
 from __future__ import annotations
@@ -26,17 +32,20 @@ import torch
 from accelerate import Accelerator
 
 from pdiff_hub.core.cli import check_output_dir, run_script
+from pdiff_hub.data.images import load_recipe_data
 from pdiff_hub.hub.datasets import parameter_dataset_card
 from pdiff_hub.recipes.config import add_recipe_arguments, command_line, recipe_from_args, resolve_recipe_path
 from pdiff_hub.training.collect_run import (
     assemble_dataset,
     check_plan,
+    check_splits,
     collect_pieces,
     load_splits,
     machine_description,
     write_collection,
 )
 from pdiff_hub.training.sharding import on_main_or_raise
+from pdiff_hub.training.task_collect_run import check_task_plan, collect_task_family
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,13 +63,19 @@ def main(args: argparse.Namespace) -> None:
     # Only the main process writes, so only it checks the output folder; its refusal stops every process.
     on_main_or_raise(accelerator, lambda: check_output_dir(
         args.output_dir, overwrite=args.overwrite, inputs=[resolve_recipe_path(args.recipe)] if args.recipe else []))
-    counts = check_plan(recipe)
-    splits = load_splits(recipe, accelerator)
-    pieces, targets = collect_pieces(recipe, splits, counts, accelerator)
-    if not accelerator.is_main_process:
-        return
-    # Process 0 always holds the first checkpoints of the first seed, hence its base model.
-    collected = assemble_dataset(recipe, pieces, targets[0])
+    if recipe.is_task_family:
+        check_task_plan(recipe, accelerator.num_processes)
+        splits, class_names = load_recipe_data(recipe.data, recipe.target.model_kwargs)
+        check_splits(recipe, splits)
+        collected = collect_task_family(recipe, splits, class_names, device=accelerator.device)
+    else:
+        counts = check_plan(recipe)
+        splits = load_splits(recipe, accelerator)
+        pieces, targets = collect_pieces(recipe, splits, counts, accelerator)
+        if not accelerator.is_main_process:
+            return
+        # Process 0 always holds the first checkpoints of the first seed, hence its base model.
+        collected = assemble_dataset(recipe, pieces, targets[0])
     command = command_line(sys.argv)
     card = parameter_dataset_card(recipe, collected.params, collected.metrics, command,
                                   collect_seconds=collected.collect_seconds,

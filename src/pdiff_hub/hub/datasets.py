@@ -45,7 +45,15 @@ def parameter_dataset_card(recipe: Recipe, params: ParameterDataset, metrics: di
         batch_size=c.batch_size, command=command,
         accuracy_rows=[{"split": "validation", **metrics["validation"]}, {"split": "test", **metrics["test"]}],
         val_size=recipe.data.val_size, split_seed=recipe.data.split_seed, repo_hint=repo_hint,
-        collect_seconds=f"{collect_seconds:.1f}", machine=machine)
+        collect_seconds=f"{collect_seconds:.1f}", machine=machine, tasks=_task_family(params, metrics),
+        task_lr=recipe.tasks.lr, task_batch_size=recipe.tasks.batch_size)
+
+
+def _task_family(params: ParameterDataset, metrics: dict) -> dict | None:
+    """What the card says about a task family (None for the checkpoints of one task)."""
+    if not params.is_task_family:
+        return None
+    return {**params.task_info, "fit_seconds": metrics.get("fit_seconds_per_task", {}).get("mean", float("nan"))}
 
 
 def push_parameter_dataset(
