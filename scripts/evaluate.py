@@ -41,6 +41,10 @@ from pdiff_hub.evaluation.report import render_report
 from pdiff_hub.evaluation.result import EvaluationResult
 from pdiff_hub.evaluation.run import run_evaluation
 from pdiff_hub.evaluation.sharding import ProcessGroup, default_device
+from pdiff_hub.evaluation.task_figures import write_task_figures
+from pdiff_hub.evaluation.task_report import render_task_report
+from pdiff_hub.evaluation.task_result import TaskEvaluationResult
+from pdiff_hub.evaluation.task_run import run_task_evaluation
 from pdiff_hub.recipes.config import (
     Recipe,
     add_recipe_arguments,
@@ -68,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--param_dataset_revision", default=None, help="revision of a Hub parameter dataset")
     parser.add_argument("--allow_other_param_dataset", action="store_true",
                         help="evaluate against a parameter dataset other than the one the pipeline was trained on")
+    parser.add_argument("--guidance_scale", type=float, default=1.0,
+                        help="classifier-free guidance of a conditional pipeline (1: the conditional prediction "
+                             "alone, 0: unconditional); recorded in the report")
     return parser.parse_args(argv)
 
 
@@ -99,6 +106,30 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
+def print_task_table(result: TaskEvaluationResult) -> None:
+    tasks = result.setup.num_heldout_tasks
+    print(f"{'method':<18}{'mean':>8}{'SE':>7}{'median':>8}{'min':>8}   (over {tasks} held-out tasks)")
+    for method, s in result.summary.items():
+        se = f"{s.se:>7.2f}" if s.se is not None else f"{'n/a':>7}"
+        print(f"{method:<18}{s.mean:>8.2f}{se}{s.median:>8.2f}{s.min:>8.2f}")
+    for goal in result.goals.values():
+        print(f"{'met' if goal.met else 'NOT met'}: {goal.statement}")
+
+
+def check_kind(pipe: PDiffPipeline, params: ParameterDataset, guidance_scale: float) -> bool:
+    """Whether this is a task evaluation (a conditional pipeline and a task family); any other pairing is refused."""
+    conditional = pipe.denoiser.config.condition_dim > 0
+    if conditional != params.is_task_family:
+        if conditional:
+            raise UsageError(f"The pipeline is conditional but {params.source} holds the checkpoints of one task; pass "
+                             "the task family's parameter dataset it was trained on to --param_dataset")
+        raise UsageError(f"{params.source} is a task family but the pipeline is unconditional; pass the conditional "
+                         "pipeline trained on it to --pipeline")
+    if not conditional and guidance_scale != 1.0:
+        raise UsageError("--guidance_scale applies to conditional pipelines only; leave it out for this pipeline")
+    return conditional
+
+
 def main(args: argparse.Namespace) -> None:
     check_output_dir(args.output_dir, overwrite=args.overwrite, inputs=[args.pipeline, args.param_dataset])
     device = resolve_device(args.device)
@@ -108,6 +139,7 @@ def main(args: argparse.Namespace) -> None:
     recipe = resolve_recipe(args, pipeline_dir)
     params = ParameterDataset.load(args.param_dataset, revision=args.param_dataset_revision)
     pipe = PDiffPipeline.from_pretrained(pipeline_dir)
+    tasks = check_kind(pipe, params, args.guidance_scale)
     check_recipe_target(recipe, pipe.target)
     check_same_target(pipe.target, params.target)
     check_same_param_dataset(pipe, params, allow_other=args.allow_other_param_dataset)
@@ -117,6 +149,10 @@ def main(args: argparse.Namespace) -> None:
     device = group.device(device)
     pipe.to(device)
     params.target.to(device)
+    if tasks:
+        if group.is_main_process:  # the task evaluation runs on the main process alone
+            evaluate_tasks(args, recipe, pipe, params, splits)
+        return
     result = run_evaluation(pipe, params, splits, recipe.evaluate,
                             allow_other_param_dataset=args.allow_other_param_dataset, group=group)
     if not group.is_main_process:
@@ -129,6 +165,22 @@ def main(args: argparse.Namespace) -> None:
         (tmp / "metrics.json").write_text(json.dumps(result.to_dict(), indent=1))
         write_run_args(tmp, recipe, command=command, pipeline=args.pipeline, param_dataset=args.param_dataset)
     print_table(result)
+    print(f"report: {Path(args.output_dir) / 'report.md'}")
+
+
+def evaluate_tasks(args: argparse.Namespace, recipe: Recipe, pipe: PDiffPipeline, params: ParameterDataset,
+                   splits: dict) -> None:
+    """The held-out task evaluation of a conditional pipeline, written as the unconditional one is."""
+    result = run_task_evaluation(pipe, params, splits, recipe, guidance_scale=args.guidance_scale,
+                                 allow_other_param_dataset=args.allow_other_param_dataset)
+    command = command_line(sys.argv)
+    with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp:
+        figures = write_task_figures(result, tmp)
+        (tmp / "report.md").write_text(render_task_report(result, figures))
+        (tmp / "metrics.json").write_text(json.dumps(result.to_dict(), indent=1))
+        write_run_args(tmp, recipe, command=command, pipeline=args.pipeline, param_dataset=args.param_dataset,
+                       guidance_scale=args.guidance_scale)
+    print_task_table(result)
     print(f"report: {Path(args.output_dir) / 'report.md'}")
 
 

@@ -81,7 +81,8 @@ def check_recipe_target(recipe: Recipe, target: TargetModel) -> None:
     config = target.config
     pairs = {
         "target.model_name": (recipe.target.model_name, config.model_name),
-        "target.model_kwargs": (_plain(recipe.target.model_kwargs), _plain(config.model_kwargs or {})),
+        # A task family generates a 2-way network (its backbone has the recipe's kwargs as they are).
+        "target.model_kwargs": (_plain(recipe.generated_model_kwargs()), _plain(config.model_kwargs or {})),
         "data.image_size": (recipe.data.image_size, config.image_size),
     }
     for key, (ours, theirs) in pairs.items():
@@ -108,8 +109,11 @@ def generate_parameters(
     scheduler: str = "ddim",
     generator: torch.Generator | None = None,
     progress: bool = True,
+    condition: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
 ) -> torch.Tensor:
-    """Sample ``num_models`` parameter vectors in one batch, with a DDIM or DDPM sampler built from the pipeline's.
+    """Sample ``num_models`` parameter vectors (per condition) in one batch, with a DDIM or DDPM sampler built from
+    the pipeline's.
 
     The pipeline itself is left untouched: a sibling pipeline shares its components with the chosen scheduler
     (``DDIMScheduler.from_config`` keeps the paper's training schedule).
@@ -121,9 +125,11 @@ def generate_parameters(
         scheduler: a name of :data:`SCHEDULERS`.
         generator: seeds the sampling.
         progress: show a progress bar.
+        condition: a conditional pipeline's (C, condition_dim) conditions; None samples unconditionally.
+        guidance_scale: classifier-free guidance (see :meth:`~pdiff_hub.pipeline.PDiffPipeline.__call__`).
 
     Returns:
-        (num_models, D) float32 on the CPU.
+        (num_models, D) float32 on the CPU; (C * num_models, D) for C conditions, condition by condition.
     """
     if num_models < 1:
         raise ValueError(f"num_models must be at least 1, got {num_models}")
@@ -133,5 +139,7 @@ def generate_parameters(
         pipe.target, pipe.autoencoder, pipe.denoiser, SCHEDULERS[scheduler].from_config(pipe.scheduler.config)
     )
     sampler.set_progress_bar_config(disable=not progress, desc=f"sampling ({scheduler})")
-    out = sampler(num_models=num_models, num_inference_steps=num_inference_steps, generator=generator, output_type="pt")
+    kwargs = {} if condition is None else {"condition": condition, "guidance_scale": guidance_scale}
+    out = sampler(num_models=num_models, num_inference_steps=num_inference_steps, generator=generator, output_type="pt",
+                  **kwargs)
     return out.parameters
