@@ -15,6 +15,16 @@ recording the seed, the steps and every accuracy. The export folder appears comp
 ``--push_to_hub`` each sample goes to ``<hub_model_id>-sample-<i>`` (a single one to ``hub_model_id``); log in first
 (``hf auth login``).
 
+A conditional pipeline (one trained on a family of binary tasks) makes models for the task ``--condition`` names,
+one 0 or 1 per class of the dataset (``0,1,1,0,0,1,0,0,1,0`` or ``0110010010``: "is it a 1, 2, 5 or 8?"), with
+classifier-free guidance ``--guidance_scale``. The task need not be one the pipeline was trained on. Every accuracy is
+then the task's (its 2-way labels on the same validation and test splits), the exported networks are 2-way timm
+classifiers whose labels and cards name the task, say whether the pipeline saw it in training, held it out, or never
+heard of it, and ``generation.json`` records it under ``condition``:
+
+    python scripts/generate.py --pipeline runs/digits-tasks/pipeline --condition 0,1,1,0,0,1,0,0,1,0 \\
+        --num_models 100 --export_dir runs/digits-tasks/generated-0110010010
+
 Under ``accelerate launch`` with N processes (``--multi_gpu --num_processes N``; the models run on the CPU) the main
 process samples the batch, each process measures its share of it, and the main process alone exports and pushes:
 generation.json is the one a single process writes, apart from the command line. Every input is checked first, on
@@ -24,6 +34,7 @@ every process alike, before the processes meet.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -34,6 +45,7 @@ from pdiff_hub.core.cli import UsageError, check_output_dir, run_script
 from pdiff_hub.core.io import is_hub_id
 from pdiff_hub.evaluation.generation import SCHEDULERS
 from pdiff_hub.evaluation.sharding import ProcessGroup
+from pdiff_hub.hub.conditions import check_task_condition, describe_task, parse_condition
 from pdiff_hub.hub.generation import (
     Sampling,
     export_generated,
@@ -66,6 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_inference_steps", type=int, default=50, help="denoising steps")
     parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddim")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
+    parser.add_argument("--condition", action="append", default=None,
+                        help="conditional pipelines: the task, one 0/1 per class (0,1,1,0,0,1,0,0,1,0 or 0110010010)")
+    parser.add_argument("--guidance_scale", type=float, default=1.0,
+                        help="classifier-free guidance with --condition (1: conditional only, 0: unconditional)")
     hub = parser.add_argument_group("Hub")
     hub.add_argument("--push_to_hub", action="store_true", help="push each exported model to the Hub")
     hub.add_argument("--hub_model_id", default=None, help="'org/name'; several samples go to '<id>-sample-<i>'")
@@ -73,6 +89,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_recipe_arguments(parser)
     args = parser.parse_args(argv)
     args.select = parse_selection(args.select)
+    if args.condition is not None and len(args.condition) > 1:
+        raise UsageError(f"--condition is given {len(args.condition)} times; give one task per run")
+    args.condition = parse_condition(args.condition[0]) if args.condition else None
+    if not math.isfinite(args.guidance_scale):
+        raise UsageError(f"--guidance_scale {args.guidance_scale} is not allowed: give a finite number (1 is the "
+                         "conditional prediction alone)")
+    if args.condition is None and args.guidance_scale != 1:
+        raise UsageError("--guidance_scale needs --condition: guidance steers a conditional pipeline towards a task")
     if args.num_models < 1:
         raise UsageError(f"--num_models {args.num_models} is not allowed: generate at least 1 model")
     if args.num_inference_steps < 1:
@@ -101,11 +125,14 @@ def main(args: argparse.Namespace) -> list[str]:
     base = None if args.recipe else recorded_recipe(args.pipeline, revision=args.revision)
     data = recipe_from_args(args, base=base).data
     pipe = PDiffPipeline.from_pretrained(args.pipeline, revision=args.revision)
-    splits = selection_splits(data, pipe.target)
+    code = check_task_condition(pipe, args.condition, name=f"--pipeline {args.pipeline}")
+    splits = selection_splits(data, pipe.target, task=code)
+    task = None if code is None else describe_task(code, pipe.condition_info, splits.label_names, args.guidance_scale)
 
     # Every check above ran on every process alike; only now do the processes meet.
     group = ProcessGroup.from_accelerate(torch.device("cpu"))
-    sampling = Sampling(args.num_models, args.num_inference_steps, args.scheduler, args.seed)
+    sampling = Sampling(args.num_models, args.num_inference_steps, args.scheduler, args.seed,
+                        condition=code, guidance_scale=args.guidance_scale)
     batch = generate_and_measure(pipe, splits.tensors, sampling, group=group)
     if not group.is_main_process:
         return []
@@ -114,9 +141,12 @@ def main(args: argparse.Namespace) -> list[str]:
         pipe.target, batch, chosen, args.export_dir, sampling=sampling, pipeline=args.pipeline, data=data,
         select=args.select, revision=args.revision, label_names=splits.label_names,
         repo_ids=sample_repo_ids(chosen, args.hub_model_id if args.push_to_hub else None),
-        command=command_line(sys.argv), overwrite=args.overwrite)
+        command=command_line(sys.argv), overwrite=args.overwrite, task=task)
 
     val, test = batch.accuracy["validation"], batch.accuracy["test"]
+    if task is not None:
+        print(f"task {task.code} (positive: {', '.join(task.positive)}; {task.status} task), "
+              f"guidance scale {task.guidance_scale}:")
     print(f"{args.num_models} models ({args.scheduler}, {args.num_inference_steps} steps, seed {args.seed}): "
           f"validation {val.min():.2f}/{val.mean():.2f}/{val.max():.2f}, "
           f"test {test.min():.2f}/{test.mean():.2f}/{test.max():.2f} (min/mean/max %)")

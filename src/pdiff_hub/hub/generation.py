@@ -10,12 +10,27 @@ Example:
     >>> export_generated(pipe.target, batch, chosen, "OUT", sampling=sampling, pipeline="runs/pipeline",
     ...                  data=recipe.data, select="best", label_names=splits.label_names)
     ```
+
+A conditional pipeline makes models for one binary task (:mod:`pdiff_hub.data.tasks`): the splits' labels become
+that task's, so every accuracy is the task's, and the exported 2-way networks say which task they solve.
+
+Example:
+    ```py
+    >>> code = check_task_condition(pipe, parse_condition("0,1,1,0,0,1,0,0,1,0"))  # from .conditions
+    >>> splits = selection_splits(recipe.data, pipe.target, task=code)
+    >>> task = describe_task(code, pipe.condition_info, splits.label_names, guidance_scale=1.0)
+    >>> sampling = Sampling(num_models=100, condition=code)
+    >>> batch = generate_and_measure(pipe, splits.tensors, sampling)
+    >>> export_generated(pipe.target, batch, select_indices(batch.accuracy["validation"], "best"), "OUT",
+    ...                  sampling=sampling, pipeline="runs/pipeline", data=recipe.data, select="best", task=task)
+    ```
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,13 +42,14 @@ import torch
 from ..core.io import atomic_output_dir
 from ..data.images import DEFAULT_MEAN, DEFAULT_STD, dataset_to_tensors, load_image_dataset, num_classes
 from ..data.subsets import Split
+from ..data.tasks import binary_labels, task_conditions
 from ..engine.evaluator import ParameterEvaluator
 from ..evaluation.generation import SCHEDULERS, generate_parameters
 from ..evaluation.sharding import ProcessGroup
 from ..models.target import TargetModel
 from ..pipeline import PDiffPipeline
 from .commit import push_folder_to_hub
-from .export import GenerationRecord, export_timm_model
+from .export import GenerationRecord, TaskRecord, export_timm_model
 
 __all__ = [
     "MeasuredBatch",
@@ -53,17 +69,21 @@ GENERATION_FILE = "generation.json"
 
 @dataclass(frozen=True)
 class Sampling:
-    """One batch of ``num_models`` sampled with ``scheduler`` (a name of ``SCHEDULERS``) from ``seed``."""
+    """One batch of ``num_models`` sampled with ``scheduler`` (a name of ``SCHEDULERS``) from ``seed``; for a
+    conditional pipeline, all for the task ``condition`` (a code) with classifier-free ``guidance_scale``."""
 
     num_models: int = 100
     num_inference_steps: int = 50
     scheduler: str = "ddim"
     seed: int = 0
+    condition: str | None = None
+    guidance_scale: float = 1.0
 
 
 @dataclass
 class SelectionSplits:
-    """The validation and test splits as ``(images, labels)`` tensors, and the class names (None if unnamed)."""
+    """The validation and test splits as ``(images, labels)`` tensors, and the dataset's class names (None if
+    unnamed). For a task the labels are the task's (0/1), the names still the dataset's classes."""
 
     tensors: dict[str, Split]
     label_names: list[str] | None
@@ -96,7 +116,7 @@ def parse_selection(value: str) -> str | int:
     raise ValueError(f"--select {value!r} is not allowed: use 'best', 'all' or a positive count such as 3")
 
 
-def selection_splits(data: Any, target: TargetModel) -> SelectionSplits:
+def selection_splits(data: Any, target: TargetModel, task: str | None = None) -> SelectionSplits:
     """The validation and test splits of a recipe's dataset, checked against the target's class count.
 
     The dataset is split as at collection (``data.val_size``, ``data.split_seed``), so that selection never sees
@@ -105,6 +125,8 @@ def selection_splits(data: Any, target: TargetModel) -> SelectionSplits:
     Args:
         data: a recipe's ``data`` section (``dataset``, ``image_size``, ``val_size``, ``split_seed``).
         target: the pipeline's target; its ``num_classes`` and ``in_chans`` decide the check and the channels.
+        task: a task code: the labels become that task's (:func:`~pdiff_hub.data.tasks.binary_labels`) and the
+            target must be a 2-way network.
 
     Raises:
         ValueError: when the class counts differ or the validation split is empty.
@@ -112,7 +134,15 @@ def selection_splits(data: Any, target: TargetModel) -> SelectionSplits:
     model_kwargs = dict(target.config.model_kwargs or {})
     splits = load_image_dataset(data.dataset, val_size=data.val_size, seed=data.split_seed)
     expected = model_kwargs.get("num_classes")
-    if expected is not None and num_classes(splits) != expected:
+    if task is not None:
+        if expected is not None and expected != 2:
+            raise ValueError(f"A task's models are 2-way classifiers, but the pipeline's target "
+                             f"{target.config.model_name} has {expected} classes; --condition needs a pipeline "
+                             "trained on a family of tasks")
+        if len(task) != num_classes(splits):
+            raise ValueError(f"data.dataset {data.dataset} has {num_classes(splits)} classes but task {task} has "
+                             f"{len(task)}; give the dataset the pipeline's tasks are defined on")
+    elif expected is not None and num_classes(splits) != expected:
         raise ValueError(f"data.dataset {data.dataset} has {num_classes(splits)} classes but the pipeline's target "
                          f"{target.config.model_name} has {expected}; give the dataset it was trained on")
     if len(splits["validation"]) == 0:
@@ -121,6 +151,8 @@ def selection_splits(data: Any, target: TargetModel) -> SelectionSplits:
     in_chans = int(model_kwargs.get("in_chans", 3))
     tensors = {name: dataset_to_tensors(splits[name], image_size=data.image_size, in_chans=in_chans)
                for name in ("validation", "test")}
+    if task is not None:
+        tensors = {name: (images, binary_labels(labels, task)) for name, (images, labels) in tensors.items()}
     return SelectionSplits(tensors, getattr(splits["test"].features["label"], "names", None))
 
 
@@ -136,7 +168,8 @@ def generate_and_measure(
     Args:
         pipe: the trained pipeline (left untouched; the sampler is a sibling with the chosen scheduler).
         splits: ``{"validation": (images, labels), "test": (images, labels)}``.
-        sampling: the batch size, steps, scheduler and seed.
+        sampling: the batch size, steps, scheduler and seed, and the task of a conditional pipeline (the splits'
+            labels must then be that task's: :func:`selection_splits` with ``task``).
         progress: show the sampler's progress bar (on the main process only).
         group: the processes sharing the work (default: this one alone). The main process samples and sends the
             vectors to the others; each process measures its block of them; every process returns the whole batch
@@ -146,8 +179,10 @@ def generate_and_measure(
 
     def sample() -> torch.Tensor:
         generator = torch.Generator().manual_seed(sampling.seed)
-        return generate_parameters(pipe, sampling.num_models, sampling.num_inference_steps, sampling.scheduler,
-                                   generator, progress)
+        if sampling.condition is None:
+            return generate_parameters(pipe, sampling.num_models, sampling.num_inference_steps, sampling.scheduler,
+                                       generator, progress)
+        return _sample_for_task(pipe, sampling, generator, progress)
 
     vectors = group.on_main(sample)
     target = pipe.target
@@ -190,6 +225,7 @@ def export_generated(
     repo_ids: Mapping[int, str | None] | None = None,
     command: str | None = None,
     overwrite: bool = False,
+    task: TaskRecord | None = None,
 ) -> list[GenerationRecord]:
     """Write each chosen model to ``export_dir/sample-<i>/`` (a timm repo folder) and ``generation.json``.
 
@@ -206,10 +242,11 @@ def export_generated(
         data: the recipe's ``data`` section the accuracies were measured on.
         select: the selection asked for (``"best"``, ``"all"`` or K).
         revision: the pipeline's revision, if one was asked for.
-        label_names: class names, stored in each ``config.json``.
+        label_names: class names, stored in each ``config.json`` (for a task: the task's two, ``task.label_names``).
         repo_ids: the Hub repo of each chosen model (:func:`sample_repo_ids`), for the cards.
         command: the command line, for ``generation.json``.
         overwrite: replace an existing non-empty folder.
+        task: the task of a conditional pipeline's models (:func:`describe_task`); recorded as ``condition``.
 
     Returns:
         The records of the chosen models, in the order of ``chosen``.
@@ -222,9 +259,11 @@ def export_generated(
             num_inference_steps=sampling.num_inference_steps, scheduler=scheduler, dataset=str(data.dataset),
             val_accuracy=float(batch.accuracy["validation"][i]), test_accuracy=float(batch.accuracy["test"][i]),
             val_size=batch.split_sizes["validation"], test_size=batch.split_sizes["test"], rank=ranks[i],
-            repo_id=repo_ids.get(i))
+            repo_id=repo_ids.get(i), task=task)
         for i in chosen
     ]
+    if task is not None:
+        label_names = task.label_names
     with atomic_output_dir(export_dir, overwrite=overwrite) as tmp:
         for record in records:
             export_timm_model(target, batch.vectors[record.index], tmp / f"sample-{record.index}",
@@ -235,8 +274,10 @@ def export_generated(
             "num_models": sampling.num_models, "num_inference_steps": sampling.num_inference_steps,
             "scheduler": scheduler, "data": dataclasses.asdict(data), "select": select,
             "val_accuracy": batch.accuracy["validation"].tolist(), "test_accuracy": batch.accuracy["test"].tolist(),
-            "samples": [{"folder": f"sample-{r.index}", **vars(r)} for r in records],
+            "samples": [{"folder": f"sample-{r.index}", **r.row()} for r in records],
         }
+        if task is not None:  # absent for an unconditional pipeline: its file is as before
+            summary["condition"] = dataclasses.asdict(task)
         (tmp / GENERATION_FILE).write_text(json.dumps(summary, indent=2))
     return records
 
@@ -249,3 +290,18 @@ def push_generated(export_dir: str | os.PathLike, records: Sequence[GenerationRe
                            commit_message=f"Generated model {r.index} of {r.num_models} (seed {r.seed})")
         for r in records
     ]
+
+
+def _sample_for_task(pipe: PDiffPipeline, sampling: Sampling, generator: torch.Generator, progress: bool
+                     ) -> torch.Tensor:
+    """``sampling.num_models`` vectors for the task ``sampling.condition``, as ``generate_parameters`` samples."""
+    if not math.isfinite(sampling.guidance_scale):
+        raise ValueError(f"guidance_scale must be a finite number, got {sampling.guidance_scale}")
+    sampler = PDiffPipeline(pipe.target, pipe.autoencoder, pipe.denoiser,
+                            SCHEDULERS[sampling.scheduler].from_config(pipe.scheduler.config))
+    sampler.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampling.scheduler}, {sampling.condition})")
+    out = sampler(num_models=sampling.num_models, num_inference_steps=sampling.num_inference_steps,
+                  generator=generator, output_type="pt", condition=task_conditions([sampling.condition]),
+                  guidance_scale=sampling.guidance_scale)
+    return out.parameters
+
