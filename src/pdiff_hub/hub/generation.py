@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -179,10 +178,9 @@ def generate_and_measure(
 
     def sample() -> torch.Tensor:
         generator = torch.Generator().manual_seed(sampling.seed)
-        if sampling.condition is None:
-            return generate_parameters(pipe, sampling.num_models, sampling.num_inference_steps, sampling.scheduler,
-                                       generator, progress)
-        return _sample_for_task(pipe, sampling, generator, progress)
+        condition = None if sampling.condition is None else task_conditions([sampling.condition])
+        return generate_parameters(pipe, sampling.num_models, sampling.num_inference_steps, sampling.scheduler,
+                                   generator, progress, condition=condition, guidance_scale=sampling.guidance_scale)
 
     vectors = group.on_main(sample)
     target = pipe.target
@@ -290,18 +288,3 @@ def push_generated(export_dir: str | os.PathLike, records: Sequence[GenerationRe
                            commit_message=f"Generated model {r.index} of {r.num_models} (seed {r.seed})")
         for r in records
     ]
-
-
-def _sample_for_task(pipe: PDiffPipeline, sampling: Sampling, generator: torch.Generator, progress: bool
-                     ) -> torch.Tensor:
-    """``sampling.num_models`` vectors for the task ``sampling.condition``, as ``generate_parameters`` samples."""
-    if not math.isfinite(sampling.guidance_scale):
-        raise ValueError(f"guidance_scale must be a finite number, got {sampling.guidance_scale}")
-    sampler = PDiffPipeline(pipe.target, pipe.autoencoder, pipe.denoiser,
-                            SCHEDULERS[sampling.scheduler].from_config(pipe.scheduler.config))
-    sampler.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampling.scheduler}, {sampling.condition})")
-    out = sampler(num_models=sampling.num_models, num_inference_steps=sampling.num_inference_steps,
-                  generator=generator, output_type="pt", condition=task_conditions([sampling.condition]),
-                  guidance_scale=sampling.guidance_scale)
-    return out.parameters
-
