@@ -66,7 +66,7 @@ def task_chain():
     return conditional_pipeline(params), params, splits
 
 
-def conditional_pipeline(params: ParameterDataset) -> PDiffPipeline:
+def conditional_pipeline(params: ParameterDataset, condition_dim: int = NUM_CLASSES) -> PDiffPipeline:
     """A tiny conditional pipeline for ``params``' network, its denoiser's weights moved off their initial values."""
     layout = params.target.layout
     torch.manual_seed(0)
@@ -74,7 +74,7 @@ def conditional_pipeline(params: ParameterDataset) -> PDiffPipeline:
                                        channels=(8, 16))
     autoencoder.fit_normalization(params.vectors)
     denoiser = LatentDenoiser(latent_dim=16, channels=(1, 8, 16, 8, 1), time_embed_dim=16,
-                              condition_dim=NUM_CLASSES)
+                              condition_dim=condition_dim)
     with torch.no_grad():
         for p in denoiser.parameters():
             p.add_(0.1 * torch.randn_like(p))
