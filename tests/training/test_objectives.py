@@ -2,11 +2,14 @@
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
-from pdiff_hub import ParameterAutoencoder
+from pdiff_hub import LatentDenoiser, ParameterAutoencoder
+from pdiff_hub.core.cli import UsageError
 from pdiff_hub.models.denoiser import LatentDenoiserOutput
-from pdiff_hub.training.objectives import autoencoder_loss, diffusion_loss, sample_batch
+from pdiff_hub.recipes.config import load_recipe, recipe_from_dict
+from pdiff_hub.training.objectives import autoencoder_loss, build_denoiser, diffusion_loss, sample_batch
 
 from ..components import paper_scheduler
 
@@ -101,3 +104,103 @@ def test_sample_batch_follows_the_global_generator(batch_size):
     first = sample_batch(data, batch_size)
     torch.manual_seed(7)
     assert torch.equal(sample_batch(data, batch_size), first)  # what makes a resumed run repeat its batches
+
+
+class _Recorder(nn.Module):
+    """Wraps a denoiser and keeps what each call got and returned."""
+
+    def __init__(self, denoiser: nn.Module):
+        super().__init__()
+        self.denoiser, self.calls = denoiser, []
+
+    def forward(self, noisy, timesteps, **kwargs) -> LatentDenoiserOutput:
+        out = self.denoiser(noisy, timesteps, **kwargs)
+        self.calls.append({"noisy": noisy, "timesteps": timesteps, "sample": out.sample, **kwargs})
+        return out
+
+
+def _conditional(mode: str = "add") -> LatentDenoiser:
+    torch.manual_seed(0)
+    return LatentDenoiser(latent_dim=8, channels=(1, 8, 16, 8, 1), time_embed_dim=16, condition_dim=4,
+                          condition_mode=mode)
+
+
+def test_the_unconditional_diffusion_loss_is_the_ddpm_formula_and_draws_nothing_more():
+    scheduler = paper_scheduler()
+    torch.manual_seed(0)
+    denoiser = LatentDenoiser(latent_dim=8, channels=(1, 8, 16, 8, 1), time_embed_dim=16)
+    latents = torch.randn(6, 8)
+    torch.manual_seed(3)
+    noise = torch.randn(6, 1, 8)
+    timesteps = torch.randint(0, 1000, (6,))
+    expected = nn.functional.mse_loss(denoiser(scheduler.add_noise(latents[:, None], noise, timesteps),
+                                               timesteps).sample, noise)
+    after = torch.get_rng_state()
+    torch.manual_seed(3)
+    loss = diffusion_loss(denoiser, scheduler, latents)
+    assert torch.equal(loss, expected) and torch.equal(torch.get_rng_state(), after)
+    assert loss.item() == pytest.approx(0.6273556, abs=1e-6)  # what the objective gave before conditions existed
+
+
+def test_conditions_draw_the_same_noise_and_timesteps_and_always_pass_a_drop_mask():
+    scheduler, latents, conditions = paper_scheduler(), torch.randn(6, 8), torch.randint(0, 2, (6, 4)).float()
+    plain, conditional = _Recorder(LatentDenoiser(latent_dim=8, channels=(1, 8, 16, 8, 1))), _Recorder(_conditional())
+    torch.manual_seed(3)
+    diffusion_loss(plain, scheduler, latents)
+    torch.manual_seed(3)
+    diffusion_loss(conditional, scheduler, latents, conditions)  # no dropout: the mask is still passed
+    seen, got = plain.calls[0], conditional.calls[0]
+    assert torch.equal(seen["noisy"], got["noisy"]) and torch.equal(seen["timesteps"], got["timesteps"])
+    assert torch.equal(got["condition"], conditions)
+    assert got["drop_condition"].dtype == torch.bool and not got["drop_condition"].any()
+
+
+def test_condition_dropout_drops_its_fraction_of_rows_to_the_null_condition():
+    denoiser = _Recorder(_conditional())
+    conditions = torch.randint(0, 2, (4000, 4)).float()
+    torch.manual_seed(0)
+    diffusion_loss(denoiser, paper_scheduler(), torch.randn(4000, 8), conditions, condition_dropout=0.3)
+    call = denoiser.calls[0]
+    drop = call["drop_condition"]
+    assert abs(drop.float().mean().item() - 0.3) < 0.03
+    with torch.no_grad():  # a dropped row's prediction is the unconditional one, a kept row's its condition's
+        unconditional = denoiser.denoiser(call["noisy"][drop], call["timesteps"][drop]).sample
+        conditional = denoiser.denoiser(call["noisy"][~drop], call["timesteps"][~drop],
+                                        condition=conditions[~drop]).sample
+    torch.testing.assert_close(call["sample"][drop], unconditional)
+    torch.testing.assert_close(call["sample"][~drop], conditional)
+
+
+@pytest.mark.parametrize("mode", ["add", "cross_attention", "both"])
+def test_every_parameter_gets_a_gradient_even_when_no_row_is_dropped(mode):
+    """What DistributedDataParallel requires of every step: the null condition takes part with a zero gradient."""
+    denoiser = _conditional(mode)
+    torch.manual_seed(0)
+    loss = diffusion_loss(denoiser, paper_scheduler(), torch.randn(8, 8), torch.ones(8, 4), condition_dropout=0.0)
+    loss.backward()
+    missing = [name for name, p in denoiser.named_parameters() if p.grad is None]
+    assert not missing
+    nulls = [p.grad for name, p in denoiser.named_parameters() if name.endswith("null")]
+    assert nulls and all(not g.any() for g in nulls)  # nothing dropped: the nulls' gradients are zero
+
+
+def test_build_denoiser_takes_the_condition_size_from_the_data_not_the_recipe():
+    recipe = recipe_from_dict({"denoiser": {"condition_mode": "cross_attention"}})
+    assert build_denoiser(recipe).config.condition_dim == 0
+    built = build_denoiser(recipe, condition_dim=10)
+    assert (built.config.condition_dim, built.config.condition_mode) == (10, "cross_attention")
+    with pytest.raises(UsageError, match=r"unknown key denoiser\.condition_dim in recipe: the condition size is "
+                                         "derived from the parameter dataset"):
+        recipe_from_dict({"denoiser": {"condition_dim": 10}})
+    with pytest.raises(UsageError, match=r"denoiser\.condition_mode in recipe must be one of"):
+        recipe_from_dict({"denoiser": {"condition_mode": "concat"}})
+    with pytest.raises(UsageError, match=r"train\.condition_dropout in recipe must be a finite number >= 0 and < 1"):
+        recipe_from_dict({"train": {"condition_dropout": 1}})
+    assert recipe_from_dict({}).train.condition_dropout == 0.1
+
+
+def test_an_args_yaml_recorded_when_condition_dim_was_a_key_still_loads(tmp_path):
+    values = recipe_from_dict({}).to_dict()
+    values["denoiser"]["condition_dim"] = 0
+    (tmp_path / "args.yaml").write_text(yaml.safe_dump({"run": {"command": "train.py"}, **values}))
+    assert load_recipe(tmp_path / "args.yaml") == recipe_from_dict({})

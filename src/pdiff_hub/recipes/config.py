@@ -28,6 +28,7 @@ from ..core.io import is_hub_id, write_text_atomic
 from .rules import COMMAND_LINE, check_value, field_rule, refuse
 from .sections import (
     PAIR_RULES,
+    RETIRED_KEYS,
     SECTIONS,
     AutoencoderConfig,
     CollectConfig,
@@ -56,7 +57,7 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
 
     Args:
         values: ``{"name": ..., "<section>": {"<key>": value}}``; a ``run`` section (what a script recorded about
-            its run in args.yaml) is ignored.
+            its run in args.yaml) is ignored, and marks a recorded recipe, whose retired keys are dropped.
         source: where the values come from (a file path, or ``"the command line"``), named in the error.
 
     Raises:
@@ -66,6 +67,7 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
     if not isinstance(values, dict):
         raise UsageError(f"{source} must hold a mapping of sections ({', '.join(SECTIONS)}); got {values!r}")
     values = dict(values)
+    recorded = "run" in values  # an args.yaml, maybe written before a key was retired
     values.pop("run", None)
     name = values.pop("name", "custom")
     if not isinstance(name, str) or not name.strip():
@@ -79,6 +81,11 @@ def recipe_from_dict(values: dict, source: str = "recipe") -> Recipe:
         if not isinstance(content, dict):
             refuse(section, content, source, "a mapping of keys to values")
         known = _section_fields(section)
+        retired = {key for key in content if f"{section}.{key}" in RETIRED_KEYS}
+        if retired and not recorded:
+            key = f"{section}.{sorted(retired)[0]}"
+            raise UsageError(f"unknown key {key} in {source}: {RETIRED_KEYS[key]}; remove it")
+        content = {key: value for key, value in content.items() if key not in retired}
         for key in content:
             if key not in known:
                 raise UsageError(f"unknown key {section}.{key} in {source}{_did_you_mean(key, known, section)}; "

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..models.autoencoder import ParameterAutoencoder
+from ..models.conditioning import CONDITION_MODES
 from ..models.denoiser import LatentDenoiser
 from .rules import Rule, choice, integer, items, number, odd, random_seed, setting, symmetric_channels, text
 
-__all__ = ["PAIR_RULES", "SECTIONS", "AutoencoderConfig", "CollectConfig", "DataConfig", "DenoiserConfig",
-           "EvaluateConfig", "Recipe", "TargetConfig", "TasksConfig", "TrainConfig"]
+__all__ = ["PAIR_RULES", "RETIRED_KEYS", "SECTIONS", "AutoencoderConfig", "CollectConfig", "DataConfig",
+           "DenoiserConfig", "EvaluateConfig", "Recipe", "TargetConfig", "TasksConfig", "TrainConfig"]
 
 # diffusers' get_scheduler names that need no more than warm-up and total steps (piecewise_constant needs rules).
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -89,14 +90,27 @@ AutoencoderConfig = _component_section(
      "input_noise": number(0), "latent_noise": number(0)},
     "The parameter autoencoder: the arguments of ParameterAutoencoder, with its defaults.")
 DenoiserConfig = _component_section(
-    "DenoiserConfig", LatentDenoiser, ("latent_dim",),
-    {"channels": symmetric_channels(), "kernel_size": odd(1), "time_embed_dim": integer(1)},
-    "The latent denoiser: the arguments of LatentDenoiser, with its defaults (latent_dim is the autoencoder's).")
+    "DenoiserConfig", LatentDenoiser, ("latent_dim", "condition_dim"),
+    {"channels": symmetric_channels(), "kernel_size": odd(1), "time_embed_dim": integer(1),
+     "condition_mode": choice(CONDITION_MODES)},
+    "The latent denoiser: the arguments of LatentDenoiser, with its defaults (latent_dim is the autoencoder's; "
+    "condition_dim is the parameter dataset's, its number of classes for a task family, else 0).")
+
+# Keys that were settings once and are derived from the data now, each with why. An args.yaml recorded before (a
+# recipe with a ``run`` section) still loads, the key dropped; any other recipe that sets one is refused.
+RETIRED_KEYS = {
+    "denoiser.condition_dim": "the condition size is derived from the parameter dataset (a task family's number of "
+                              "classes, else 0)",
+}
 
 
 @dataclass
 class TrainConfig:
-    """Both training stages, and the paper's DDPM noise schedule."""
+    """Both training stages, and the paper's DDPM noise schedule.
+
+    ``condition_dropout``: the fraction of a diffusion batch's rows trained with the null condition instead of
+    theirs (classifier-free guidance), for the parameter dataset of a task family; unused without conditions.
+    """
 
     seed: int = setting(0, random_seed())
     autoencoder_steps: int = setting(1500, integer(1))
@@ -105,6 +119,7 @@ class TrainConfig:
     diffusion_steps: int = setting(3000, integer(1))
     diffusion_lr: float = setting(1e-3, number(0, above=True))
     diffusion_batch_size: int = setting(50, integer(1))
+    condition_dropout: float = setting(0.1, number(0, below=1))
     weight_decay: float = setting(2e-6, number(0))
     lr_scheduler: str = setting("cosine", choice(LR_SCHEDULERS))
     lr_warmup_steps: int = setting(0, integer(0))
@@ -143,7 +158,9 @@ class TasksConfig:
     split with ``seed`` (:mod:`pdiff_hub.data.tasks`). Each task fits the target's generated parameters (a 2-way
     head, optionally the last normalization layers) from the same start with AdamW at ``lr``, and keeps
     ``checkpoints_per_task`` checkpoints, one every ``checkpoint_every`` steps after ``burn_in_steps``.
-    ``backbone_classes`` lists the classes the frozen backbone is trained on (empty = all of them).
+    ``backbone_classes`` lists the classes the frozen backbone is trained on (empty = all of them). ``backbone``, when
+    set, names an already trained backbone instead: a parameter dataset's or pipeline's folder (its ``target/`` is
+    used), a target folder itself, or a pipeline's Hub id; it must be the recipe's ``target`` network.
     """
 
     num_train_tasks: int = setting(0, integer(0))
@@ -156,6 +173,7 @@ class TasksConfig:
     weight_decay: float = setting(0.0, number(0))
     batch_size: int = setting(256, integer(1))
     backbone_classes: list = setting([], items(int, integer(0), distinct=True))
+    backbone: str = ""
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 :func:`check_run_folder` refuses an output folder the run must not write, before anything is loaded;
 :func:`run_metrics` gathers what ``metrics.json`` records once :class:`~pdiff_hub.training.trainer.PDiffTrainer`
-has finished, the reconstruction accuracy included (measured by :func:`reconstruction_evaluator`'s test images).
+has finished, the reconstruction accuracy included (measured by :func:`reconstruction_evaluator`'s test images; for
+a task family, each checkpoint's accuracy on its own binary task).
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def check_run_folder(output_dir: str | os.PathLike, param_dataset: str | os.Path
 
 
 def reconstruction_evaluator(recipe: Recipe, params: ParameterDataset) -> ParameterEvaluator:
-    """The test images the evaluation uses: the whole split, or the recipe's ``evaluate.test_images`` subset."""
+    """The test images the evaluation uses: the whole split, or the recipe's ``evaluate.test_images`` subset.
+
+    The labels are the dataset's classes, also for a task family: each task's binary labels derive from them."""
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
     test = subsample_splits(splits, {"test": recipe.evaluate.test_images}, recipe.evaluate.seed)["test"]
     return ParameterEvaluator(params.target.model, params.target.layout, *test, batch_size=recipe.evaluate.batch_size)
@@ -62,7 +65,8 @@ def run_metrics(recipe: Recipe, params: ParameterDataset, result: TrainingResult
     """What ``metrics.json`` records: final losses, training time, and (``evaluate``) the reconstruction accuracy.
 
     The process count is recorded when it is more than one: the weights depend on it (each process draws its own
-    noise).
+    noise). For a task family the accuracies are each checkpoint's on its own binary task, originals and
+    reconstructions alike, and ``reconstruction_accuracy_kind`` says so (``"per_task"``).
     """
     metrics = {"final_losses": result.final_losses, "train_seconds": round(result.train_seconds, 1),
                "num_checkpoints": len(params.vectors)}
@@ -70,5 +74,7 @@ def run_metrics(recipe: Recipe, params: ParameterDataset, result: TrainingResult
         metrics["num_processes"] = result.num_processes
     if evaluate:
         evaluator = reconstruction_evaluator(recipe, params)
-        metrics.update(reconstruction_accuracy(result.pipeline.autoencoder, params.vectors, evaluator))
+        metrics.update(reconstruction_accuracy(result.pipeline.autoencoder, params.vectors, evaluator, params.tasks))
+        if params.is_task_family:
+            metrics["reconstruction_accuracy_kind"] = "per_task"
     return metrics

@@ -2,12 +2,16 @@
 
 Stage 1 trains the :class:`~pdiff_hub.ParameterAutoencoder` on the collected parameter vectors (noise augmentation
 on); stage 2 freezes it, encodes the vectors once and trains the :class:`~pdiff_hub.LatentDenoiser` with the DDPM
-objective. The training state is saved every ``checkpointing_steps`` under ``OUTPUT_DIR/checkpoints/``; a run
-resumed from one ends with the same weights as an uninterrupted run. The checkpoints belong to one run
-(:mod:`.checkpoints`, :mod:`.identity`): the folder is checked before anything is built or written.
+objective. For a task family (a parameter dataset with a condition per row) the denoiser is conditional: each
+latent is trained with its task's condition, ``train.condition_dropout`` of the rows with the null condition
+(classifier-free guidance), and the pipeline records what its conditions mean (``condition_info``).
+
+The training state is saved every ``checkpointing_steps`` under ``OUTPUT_DIR/checkpoints/``; a run resumed from one
+ends with the same weights as an uninterrupted run. The checkpoints belong to one run (:mod:`.checkpoints`,
+:mod:`.identity`): the folder is checked before anything is built or written.
 
 Under ``accelerate launch`` with N processes the recipe's batch sizes are the global batches: each rank trains on its
-``batch // N`` rows of every step's batch (:func:`.objectives.rank_batch`) and draws its own noise (the global
+``batch // N`` rows of every step's batch (:func:`.objectives.rank_rows`) and draws its own noise (the global
 generator seeded with ``seed + rank``, accelerate's ``device_specific`` seeding), and the models, wrapped in
 DistributedDataParallel, average the gradients. The weights, the EMA weights and the stage-2 latents are the same on
 every rank (checked at the end). A 1-process run draws exactly what it drew before runs had several processes.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +36,7 @@ from tqdm.auto import tqdm
 from ..core.cli import UsageError
 from ..core.io import remove_stale_temporaries
 from ..data.parameters import ParameterDataset
+from ..data.tasks import task_accuracy
 from ..engine.evaluator import ParameterEvaluator
 from ..models.autoencoder import ParameterAutoencoder
 from ..models.denoiser import LatentDenoiser
@@ -41,16 +47,16 @@ from .checkpoints import RunCheckpoints, checkpoint_step, load_state, register_e
 from .identity import run_identity
 from .objectives import (
     autoencoder_loss,
+    batch_indices,
     build_autoencoder,
     build_denoiser,
     build_scheduler,
     diffusion_loss,
-    rank_batch,
-    sample_batch,
+    rank_rows,
 )
 
 __all__ = ["PDiffTrainer", "TrainingResult", "check_batch_split", "check_recipe_matches", "check_steps",
-           "reconstruction_accuracy", "tracker"]
+           "check_task_family", "reconstruction_accuracy", "task_condition_info", "tracker"]
 
 
 @dataclass
@@ -71,12 +77,13 @@ class TrainingResult:
 
 
 def check_recipe_matches(recipe: Recipe, target: TargetModel) -> None:
-    """The recipe's target must describe the network the parameter dataset was collected from.
+    """The recipe's target must describe the network the parameter dataset was collected from (for a task family,
+    the 2-way network of :meth:`~pdiff_hub.recipes.config.Recipe.generated_model_kwargs`).
 
     Raises:
         ValueError: naming both layouts when they differ.
     """
-    expected = TargetModel(recipe.target.model_name, recipe.target.model_kwargs, recipe.target.param_patterns,
+    expected = TargetModel(recipe.target.model_name, recipe.generated_model_kwargs(), recipe.target.param_patterns,
                            image_size=recipe.data.image_size).layout
     got = target.layout
     if expected != got:
@@ -85,6 +92,30 @@ def check_recipe_matches(recipe: Recipe, target: TargetModel) -> None:
             f"{expected.num_params} values) does not match the parameter dataset's ({target.config.model_name}: "
             f"{got.num_params} values, {list(got.names)[:4]}...)"
         )
+
+
+def check_task_family(recipe: Recipe, params: ParameterDataset) -> None:
+    """A task family's recipe trains on a task family's parameter dataset, any other recipe on one task's.
+
+    Raises:
+        ValueError: naming the recipe key that tells them apart.
+    """
+    if recipe.is_task_family != params.is_task_family:
+        has = "is a task family (it has tasks.json)" if params.is_task_family else "holds the checkpoints of one task"
+        wants = f"is {recipe.tasks.num_train_tasks}" if recipe.is_task_family else "is 0"
+        raise ValueError(f"The parameter dataset {has}, but the recipe's tasks.num_train_tasks {wants}; train it with "
+                         "the recipe it was collected with")
+
+
+def task_condition_info(params: ParameterDataset) -> dict:
+    """What a task family's conditions mean, as the pipeline records it (``condition_info``)."""
+    info, split = params.task_info, params.task_split
+    described = {"description": "bit i = 1: class i is a positive class of the binary task",
+                 "num_classes": info["num_classes"]}
+    if info.get("class_names"):
+        described["class_names"] = list(info["class_names"])
+    return {**described, "train_conditions": split.train, "held_out_conditions": split.heldout,
+            "split_seed": info["seed"]}
 
 
 def check_steps(recipe: Recipe) -> None:
@@ -146,6 +177,7 @@ class PDiffTrainer:
                  checkpointing_steps: int = 500, checkpoints_total_limit: int = 2, report_to: str = "auto",
                  resume_from_checkpoint: str | None = None, overwrite: bool = False):
         check_recipe_matches(recipe, params.target)
+        check_task_family(recipe, params)
         check_steps(recipe)
         self.recipe, self.params = recipe, params
         self.output_dir = Path(output_dir)
@@ -169,8 +201,9 @@ class PDiffTrainer:
         # The seed comes before the components are built: it decides their initial weights (the same on every rank).
         set_seed(t.seed)
         self.vectors = params.vectors.to(self.accelerator.device)
+        self.conditions = params.conditions.to(self.accelerator.device) if params.is_task_family else None
         autoencoder = build_autoencoder(recipe, params.target, params.vectors)
-        denoiser = build_denoiser(recipe)
+        denoiser = build_denoiser(recipe, 0 if self.conditions is None else self.conditions.shape[1])
         self.scheduler = build_scheduler(recipe)
         ae_optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=t.autoencoder_lr, weight_decay=t.weight_decay)
         dn_optimizer = torch.optim.AdamW(denoiser.parameters(), lr=t.diffusion_lr, weight_decay=t.weight_decay)
@@ -225,13 +258,16 @@ class PDiffTrainer:
             if step < t.autoencoder_steps:
                 stage, model, optimizer, lr_schedule = "autoencoder", self.autoencoder, self.ae_optimizer, self.ae_lr
                 model.train()
-                loss = autoencoder_loss(model, self._batch(self.vectors, t.autoencoder_batch_size, step))
+                loss = autoencoder_loss(model, self.vectors[self._rows(len(self.vectors), t.autoencoder_batch_size,
+                                                                       step)])
             else:
                 if latents is None:
                     latents = self._encode_checkpoints()
                 stage, model, optimizer, lr_schedule = "diffusion", self.denoiser, self.dn_optimizer, self.dn_lr
                 model.train()
-                loss = diffusion_loss(model, self.scheduler, self._batch(latents, t.diffusion_batch_size, step))
+                rows = self._rows(len(latents), t.diffusion_batch_size, step)
+                conditions = None if self.conditions is None else self.conditions[rows]
+                loss = diffusion_loss(model, self.scheduler, latents[rows], conditions, t.condition_dropout)
             reported = self._global_loss(loss)
             if not torch.isfinite(reported):  # the mean over ranks: all of them stop together
                 raise FloatingPointError(f"{stage} loss is {reported.item()} at step {step}; lower train.{stage}_lr")
@@ -257,13 +293,14 @@ class PDiffTrainer:
             return None
         return TrainingResult(self.final_pipeline(), losses, train_seconds, self.num_processes)
 
-    def _batch(self, data: torch.Tensor, batch_size: int, step: int) -> torch.Tensor:
-        """This process's batch at ``step``: the global generator's draw in a 1-process run, as it always was; under
-        N processes this rank's share of the step's global batch."""
+    def _rows(self, num_rows: int, batch_size: int, step: int) -> torch.Tensor:
+        """The rows of this process's batch at ``step``: the global generator's draw in a 1-process run, as it always
+        was; under N processes this rank's share of the step's global batch. Indices, so that latents and their
+        conditions are batched alike."""
         if self.num_processes == 1:
-            return sample_batch(data, batch_size)
-        return rank_batch(data, batch_size, seed=self.recipe.train.seed, step=step,
-                          rank=self.accelerator.process_index, num_processes=self.num_processes)
+            return batch_indices(num_rows, batch_size)
+        return rank_rows(num_rows, batch_size, seed=self.recipe.train.seed, step=step,
+                         rank=self.accelerator.process_index, num_processes=self.num_processes)
 
     def _global_loss(self, loss: torch.Tensor) -> torch.Tensor:
         """The loss of the global batch (the mean of the ranks' equal shares), detached; ``loss`` in one process."""
@@ -310,25 +347,33 @@ class PDiffTrainer:
                                  scheduler=self.scheduler).to("cpu")
         pipeline.register_provenance(param_dataset_fingerprint=self.identity["param_dataset_sha256"],
                                      recipe_hash=self.identity["recipe_sha256"], seed=self.identity["seed"])
+        if self.params.is_task_family:
+            pipeline.register_condition_info(**task_condition_info(self.params))
         return pipeline
 
 
 @torch.no_grad()
 def reconstruction_accuracy(autoencoder: ParameterAutoencoder, vectors: torch.Tensor,
-                            evaluator: ParameterEvaluator) -> dict:
+                            evaluator: ParameterEvaluator, tasks: Sequence[str] | None = None) -> dict:
     """How well the autoencoder keeps the checkpoints' accuracy: theirs and their reconstructions', measured alike.
 
     Args:
         autoencoder: the trained autoencoder.
         vectors: the collected checkpoints (K, D).
-        evaluator: measures accuracy on the test images.
+        evaluator: measures accuracy on the test images (their class labels).
+        tasks: a task family's code of each checkpoint: each is measured on its own binary task
+            (:func:`~pdiff_hub.data.tasks.task_accuracy`); None: the accuracy on the labels.
 
     Returns:
         The mean test accuracy of the originals and of the reconstructions, the largest per-checkpoint accuracy
         change, the mean relative L2 error of the reconstructions and the number of test images.
     """
     reconstructed = autoencoder.decode(autoencoder.encode(vectors))
-    original, recon = evaluator.accuracy(vectors), evaluator.accuracy(reconstructed)
+    if tasks is None:
+        original, recon = evaluator.accuracy(vectors), evaluator.accuracy(reconstructed)
+    else:
+        original, recon = (task_accuracy(evaluator.predictions(v), evaluator.labels, tasks)
+                           for v in (vectors, reconstructed))
     return {
         "original_mean_test_accuracy": original.mean().item(),
         "reconstructed_mean_test_accuracy": recon.mean().item(),
