@@ -9,7 +9,16 @@ from pdiff_hub import LatentDenoiser, ParameterAutoencoder
 from pdiff_hub.core.cli import UsageError
 from pdiff_hub.models.denoiser import LatentDenoiserOutput
 from pdiff_hub.recipes.config import load_recipe, recipe_from_dict
-from pdiff_hub.training.objectives import autoencoder_loss, build_denoiser, diffusion_loss, sample_batch
+from pdiff_hub.training.objectives import (
+    autoencoder_loss,
+    batch_indices,
+    build_denoiser,
+    diffusion_loss,
+    rank_batch,
+    rank_rows,
+    sample_batch,
+    step_generator,
+)
 
 from ..components import paper_scheduler
 
@@ -204,3 +213,10 @@ def test_an_args_yaml_recorded_when_condition_dim_was_a_key_still_loads(tmp_path
     values["denoiser"]["condition_dim"] = 0
     (tmp_path / "args.yaml").write_text(yaml.safe_dump({"run": {"command": "train.py"}, **values}))
     assert load_recipe(tmp_path / "args.yaml") == recipe_from_dict({})
+
+
+def test_the_ranks_rows_together_are_the_steps_global_batch():
+    shares = [rank_rows(10, 6, seed=1, step=4, rank=rank, num_processes=3) for rank in range(3)]
+    assert torch.equal(torch.cat(shares), batch_indices(10, 6, step_generator(1, 4)))
+    data = torch.randn(10, 3)
+    assert torch.equal(rank_batch(data, 6, seed=1, step=4, rank=1, num_processes=3), data[shares[1]])

@@ -159,7 +159,8 @@ class PDiffTrainer:
 
     Args:
         recipe: the recipe; its ``autoencoder``, ``denoiser`` and ``train`` sections are used.
-        params: the collected checkpoints; the recipe's target must match theirs.
+        params: the collected checkpoints; the recipe's target must match theirs. A task family's (with a condition
+            per row) train a conditional denoiser of ``condition_dim`` = its number of classes.
         output_dir: the run folder: checkpoints go to ``output_dir/checkpoints``, tracker logs to ``output_dir/logs``.
         checkpointing_steps: save the training state every this many steps.
         checkpoints_total_limit: keep at most this many checkpoints.
@@ -169,15 +170,15 @@ class PDiffTrainer:
             saved its own (without it, such checkpoints are refused).
 
     Raises:
-        ValueError: when the recipe's target does not match the parameter dataset's, a stage has no steps, or the
+        ValueError: when the recipe's target or tasks do not match the parameter dataset's, a stage has no steps, or the
             checkpoints folder holds checkpoints of another run or a checkpoint that is refused (UsageError).
     """
 
     def __init__(self, recipe: Recipe, params: ParameterDataset, output_dir: str | Path, *,
                  checkpointing_steps: int = 500, checkpoints_total_limit: int = 2, report_to: str = "auto",
                  resume_from_checkpoint: str | None = None, overwrite: bool = False):
-        check_recipe_matches(recipe, params.target)
         check_task_family(recipe, params)
+        check_recipe_matches(recipe, params.target)
         check_steps(recipe)
         self.recipe, self.params = recipe, params
         self.output_dir = Path(output_dir)
