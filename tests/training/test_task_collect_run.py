@@ -19,6 +19,7 @@ from pdiff_hub.training.task_collect_run import (
     head_names,
     task_network,
     task_networks,
+    train_backbone,
 )
 
 
@@ -38,7 +39,7 @@ def _recipe(**changes):
     ({"tasks.backbone_classes": [3, 12]}, "at least 2 classes below 10"),
     ({"tasks.backbone_classes": [3]}, "at least 2 classes below 10"),
     ({"collect.seeds": [0, 1]}, "one frozen backbone"),
-    ({"target.param_patterns": ["1.weight", "1.bias"]}, "must include the classifier head"),
+    ({"target.param_patterns": ["1"]}, "must include the classifier head"),
 ])
 def test_a_plan_that_cannot_work_is_refused_before_any_data(change, message):
     with pytest.raises(UsageError, match=message):
@@ -89,3 +90,22 @@ def test_a_collected_family_scores_each_row_on_its_own_task(tmp_path):
     params.save(tmp_path)
     assert ParameterDataset.load(tmp_path).task_split == params.task_split
     assert collected.metrics["num_heldout_tasks"] == 2 and collected.metrics["fit_seconds_per_task"]["max"] > 0
+
+
+def test_a_trained_backbone_can_come_from_a_folder(tmp_path):
+    recipe = _recipe()
+    backbone, _ = task_networks(recipe)
+    with torch.no_grad():
+        backbone.model[1].weight.add_(1.0)  # unlike any freshly drawn network
+    backbone.save_pretrained(tmp_path / "params" / "target")
+    loaded = _recipe(**{"tasks.backbone": str(tmp_path / "params")})
+    check_task_plan(loaded)
+    splits, _ = load_recipe_data(recipe.data, recipe.target.model_kwargs)
+    network = task_network(loaded, train_backbone(loaded, splits, progress=False)[0])
+    assert torch.equal(network.model[1].weight, backbone.model[1].weight)
+    with pytest.raises(UsageError, match="no readable trained network"):
+        check_task_plan(_recipe(**{"tasks.backbone": str(tmp_path / "nothing")}))
+    other = _recipe(**{"target.model_kwargs": {"num_classes": 10, "in_chans": 1, "img_size": 8, "hidden": 16},
+                       "tasks.backbone": str(tmp_path / "params")})
+    with pytest.raises(UsageError, match="but the recipe's target is"):
+        check_task_plan(other)

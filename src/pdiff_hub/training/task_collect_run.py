@@ -1,7 +1,8 @@
 """One task-family collection run, as ``scripts/collect.py`` drives it for a recipe with a ``tasks`` section.
 
 The frozen backbone is trained once, on ``tasks.backbone_classes`` (all classes when empty) with the recipe's
-``collect.base_*`` settings and its first seed, as one would train or download a feature extractor. Its weights, all
+``collect.base_*`` settings and its first seed, as one would train or download a feature extractor; or it is taken,
+already trained, from ``tasks.backbone`` (the ``target/`` of a parameter dataset or pipeline). Its weights, all
 but the head, go into the generated network, a 2-way classifier (``Recipe.generated_model_kwargs``) whose generated
 parameters (``target.param_patterns``: the head, optionally the last normalization layers) all start from the same
 seeded values. The task codes are drawn and split into training and held-out tasks (:mod:`pdiff_hub.data.tasks`);
@@ -16,8 +17,10 @@ import time
 
 import torch
 from accelerate.utils import set_seed
+from huggingface_hub import snapshot_download
 
 from ..core.cli import UsageError
+from ..core.io import resolve_folder
 from ..data.parameters import ParameterDataset, build_parameter_table
 from ..data.subsets import subsample_splits
 from ..data.tasks import TaskSplit, num_tasks_possible, sample_task_codes, split_tasks, task_accuracy
@@ -29,7 +32,8 @@ from .collect_run import CollectedDataset, summarize
 from .collection import accuracy, train_base_model
 from .tasks import TaskCheckpoints, collect_task_checkpoints, kept_steps
 
-__all__ = ["check_task_plan", "collect_task_family", "draw_tasks", "head_names", "task_network", "train_backbone"]
+__all__ = ["check_task_plan", "collect_task_family", "draw_tasks", "head_names", "load_backbone", "task_network",
+           "train_backbone"]
 
 
 def check_task_plan(recipe: Recipe, num_processes: int = 1) -> None:
@@ -57,6 +61,8 @@ def check_task_plan(recipe: Recipe, num_processes: int = 1) -> None:
     if len(recipe.collect.seeds) > 1:
         raise UsageError(f"collect.seeds {recipe.collect.seeds}: a task family has one frozen backbone, trained with "
                          "one seed; give one")
+    if recipe.tasks.backbone:
+        load_backbone(recipe)
     backbone, network = task_networks(recipe)
     missing = [n for n in head_names(backbone.model, network.model) if n not in network.layout.names]
     if missing:
@@ -87,24 +93,48 @@ def head_names(backbone: torch.nn.Module, network: torch.nn.Module) -> list[str]
     return [n for n, p in network.named_parameters() if n not in theirs or theirs[n].shape != p.shape]
 
 
+def load_backbone(recipe: Recipe) -> TargetModel:
+    """The trained backbone ``tasks.backbone`` names: a folder with a ``target/`` (a parameter dataset's, a
+    pipeline's) or a target folder itself, or a pipeline's Hub id.
+
+    Raises:
+        UsageError: when it is missing, unreadable, or another network than the recipe's ``target``.
+    """
+    source, t = recipe.tasks.backbone, recipe.target
+    try:
+        folder = resolve_folder(source, "backbone (tasks.backbone)", lambda repo_id: snapshot_download(repo_id))
+        backbone = TargetModel.from_pretrained(folder / "target" if (folder / "target").is_dir() else folder)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"tasks.backbone {source!r} holds no readable trained network: {err}") from None
+    if (backbone.config.model_name, backbone.config.model_kwargs) != (t.model_name, t.model_kwargs):
+        raise UsageError(f"tasks.backbone {source!r} is a {backbone.config.model_name!r} with "
+                         f"{backbone.config.model_kwargs}, but the recipe's target is {t.model_name!r} with "
+                         f"{t.model_kwargs}")
+    return backbone.eval()
+
+
 def train_backbone(recipe: Recipe, splits: dict, *, device: torch.device | str | None = None,
                    progress: bool = True) -> tuple[TargetModel, dict]:
-    """Train the frozen backbone on ``tasks.backbone_classes`` (all when empty); return it and what the card says.
+    """Train the frozen backbone on ``tasks.backbone_classes`` (all when empty), or load ``tasks.backbone``; return
+    it and what the card says.
 
     Its images are the training split's of those classes; its labels stay the dataset's, so its head has every
     class and the classes it never saw simply never win. Its test accuracy is measured on those classes' images.
     """
     c, classes = recipe.collect, recipe.tasks.backbone_classes
-    set_seed(c.seeds[0])
-    backbone = task_networks(recipe)[0]
     images, labels = splits["train"]
     if classes:
         keep = torch.isin(labels, torch.tensor(classes))
         images, labels = images[keep], labels[keep]
     start = time.perf_counter()
-    train_base_model(backbone.model, (images, labels), epochs=c.base_epochs, lr=c.base_lr,
-                     weight_decay=c.base_weight_decay, batch_size=c.base_batch_size, seed=c.seeds[0], device=device,
-                     progress=progress)
+    if recipe.tasks.backbone:
+        backbone = load_backbone(recipe)
+    else:
+        set_seed(c.seeds[0])
+        backbone = task_networks(recipe)[0]
+        train_base_model(backbone.model, (images, labels), epochs=c.base_epochs, lr=c.base_lr,
+                         weight_decay=c.base_weight_decay, batch_size=c.base_batch_size, seed=c.seeds[0],
+                         device=device, progress=progress)
     seconds = time.perf_counter() - start
     test_images, test_labels = splits["test"]
     if classes:
@@ -114,7 +144,8 @@ def train_backbone(recipe: Recipe, splits: dict, *, device: torch.device | str |
     test_accuracy = accuracy(backbone.model, test_images, test_labels, batch_size=c.eval_batch_size)
     return backbone, {"backbone_classes": sorted(classes) or list(range(recipe.target.model_kwargs["num_classes"])),
                       "backbone_training_images": len(labels), "backbone_test_accuracy": round(test_accuracy, 2),
-                      "backbone_training_seconds": round(seconds, 1), "backbone_seed": c.seeds[0]}
+                      "backbone_training_seconds": round(seconds, 1), "backbone_seed": c.seeds[0],
+                      "backbone_source": recipe.tasks.backbone or "trained by this collection"}
 
 
 def task_network(recipe: Recipe, backbone: TargetModel) -> TargetModel:
@@ -166,7 +197,8 @@ def collect_task_family(recipe: Recipe, splits: dict, class_names: list[str], *,
           f"{backbone_info['backbone_classes']}", flush=True)
     network = task_network(recipe, backbone)
     tasks = draw_tasks(recipe)
-    split = FrozenPrefixSplit.from_model(network.model, network.layout.names)
+    # Every task runs the suffix hundreds of times: frozen convolutions on 1x1 maps run as their centre tap.
+    split = FrozenPrefixSplit.from_model(network.model, network.layout.names, one_pixel_convs=True)
     start = time.perf_counter()
     features = split.compute_prefix(splits["train"][0], batch_size=recipe.collect.eval_batch_size)
     feature_seconds = time.perf_counter() - start
@@ -193,5 +225,6 @@ def collect_task_family(recipe: Recipe, splits: dict, class_names: list[str], *,
                "collect_seconds": round(collect_seconds, 2), "prefix_cached": collected.prefix_cached,
                "num_params": network.layout.num_params, "num_train_tasks": len(tasks.train),
                "num_heldout_tasks": len(tasks.heldout), "feature_seconds": round(feature_seconds, 2),
-               "fit_seconds": round(fit_seconds, 2), "fit_seconds_per_task": summarize(fit_times)}
+               "fit_seconds": round(fit_seconds, 2), "fit_seconds_per_task": summarize(fit_times),
+               "one_pixel_convs": list(split.one_pixel_convs)}
     return CollectedDataset(params, metrics, backbone_info["backbone_training_seconds"], collect_seconds)
