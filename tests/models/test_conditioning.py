@@ -91,9 +91,11 @@ def test_a_new_conditional_denoiser_starts_as_the_unconditional_one(mode):
     plain = LatentDenoiser(latent_dim=16, channels=(1, 8, 16, 8, 1), time_embed_dim=16).eval()
     fresh = conditional(mode, trained=False)
     extra = set(fresh.state_dict()) - set(plain.state_dict())
-    assert all(k.startswith(("condition_embedding.", "condition_tokens.", "cross_attention.")) for k in extra)
+    assert all(k.startswith(("condition_embedding.", "condition_tokens.", "cross_attention.", "condition_map.",
+                             "map_conv.")) for k in extra)
     assert any(k.startswith("condition_embedding.") for k in extra) == (mode != "cross_attention")
-    assert any(k.startswith("cross_attention.") for k in extra) == (mode != "add")
+    assert any(k.startswith("cross_attention.") for k in extra) == (mode in ("cross_attention", "both"))
+    assert any(k.startswith("condition_map.") for k in extra) == (mode == "input")
     for name, value in plain.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], value), name
     x = latents()

@@ -1,9 +1,14 @@
 """How a condition (a task code, a target accuracy) enters the latent denoiser, with a learned null for guidance.
 
-Two paths, chosen by ``LatentDenoiser``'s ``condition_mode``: :class:`ConditionEmbedding` turns the condition vector
+Three paths, chosen by ``LatentDenoiser``'s ``condition_mode``: :class:`ConditionEmbedding` turns the condition vector
 into one embedding added to the time embedding; :class:`ConditionTokens` turns it into one token per value, which
-:class:`LatentCrossAttention` lets every latent position attend to. Each has a learned null used where the condition
-is absent or dropped, the unconditional branch of classifier-free guidance.
+:class:`LatentCrossAttention` lets every latent position attend to; :class:`ConditionMap` turns it into one value per
+latent position, a second input channel. Each has a learned null used where the condition is absent or dropped, the
+unconditional branch of classifier-free guidance.
+
+Why a map: the denoiser's convolutions treat every latent position alike, and an embedding added to the time
+embedding reaches every position as the same per-channel bias. Where the noise hides the latent (large timesteps),
+nothing else tells a position which value the condition asks of it; the map does.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from diffusers.models.attention_processor import Attention
 from diffusers.models.embeddings import TimestepEmbedding
 from torch import nn
 
-__all__ = ["CONDITION_MODES", "ConditionEmbedding", "ConditionTokens", "LatentCrossAttention", "as_conditions",
+__all__ = ["CONDITION_MODES", "ConditionEmbedding", "ConditionMap", "ConditionTokens", "LatentCrossAttention",
+           "as_conditions",
            "check_condition", "guided_noise_prediction"]
 
-CONDITION_MODES = ("add", "cross_attention", "both")
+CONDITION_MODES = ("add", "cross_attention", "both", "input")
 
 
 def as_conditions(condition, condition_dim: int, guidance_scale: float = 1.0) -> torch.Tensor | None:
@@ -105,6 +111,26 @@ class ConditionEmbedding(nn.Module):
     def forward(self, condition: torch.Tensor | None, drop: torch.Tensor | None, batch: int) -> torch.Tensor:
         """The (batch, embed_dim) embedding; ``drop`` (batch,) marks the rows that get the null embedding."""
         return _with_null(None if condition is None else self.mlp(condition), self.null, drop, batch)
+
+
+class ConditionMap(nn.Module):
+    """The condition as one value per latent position, (batch, 1, latent_dim): diffusers' ``TimestepEmbedding`` MLP
+    from the condition values to ``latent_dim`` outputs, or the learned null map where there is no condition.
+
+    Args:
+        condition_dim: number of values in a condition.
+        latent_dim: length of the latent.
+        hidden_dim: width of the MLP's hidden layer.
+    """
+
+    def __init__(self, condition_dim: int, latent_dim: int, hidden_dim: int):
+        super().__init__()
+        self.mlp = TimestepEmbedding(condition_dim, hidden_dim, act_fn="silu", out_dim=latent_dim)
+        self.null = nn.Parameter(torch.zeros(latent_dim))
+
+    def forward(self, condition: torch.Tensor | None, drop: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The (batch, 1, latent_dim) map; ``drop`` (batch,) marks the rows that get the null map."""
+        return _with_null(None if condition is None else self.mlp(condition), self.null, drop, batch)[:, None]
 
 
 class ConditionTokens(nn.Module):

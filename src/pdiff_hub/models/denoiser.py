@@ -14,7 +14,14 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .conditioning import CONDITION_MODES, ConditionEmbedding, ConditionTokens, LatentCrossAttention, check_condition
+from .conditioning import (
+    CONDITION_MODES,
+    ConditionEmbedding,
+    ConditionMap,
+    ConditionTokens,
+    LatentCrossAttention,
+    check_condition,
+)
 
 __all__ = ["LatentDenoiser", "LatentDenoiserOutput"]
 
@@ -54,8 +61,10 @@ class _ConvLayer(nn.Module):
         self.conv = nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2)
         self.post = nn.Identity() if last else nn.Sequential(nn.GroupNorm(min(8, c_out), c_out), nn.ELU())
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        return self.post(self.conv(x + self.time_proj(temb)[:, :, None]))
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """``extra``: more input channels, already convolved (the condition map's), added before the activation."""
+        out = self.conv(x + self.time_proj(temb)[:, :, None])
+        return self.post(out if extra is None else out + extra)
 
 
 class LatentDenoiser(ModelMixin, ConfigMixin):
@@ -68,7 +77,9 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
 
     With ``condition_dim`` > 0 it also takes a condition, one vector of that many values per latent. In the ``"add"``
     mode an MLP embedding of the condition is added to the time embedding; in ``"cross_attention"`` the latent
-    features after the bottleneck layer attend to one token per condition value; ``"both"`` does both. Where the
+    features after the bottleneck layer attend to one token per condition value; ``"both"`` does both; ``"input"``
+    adds the embedding too and feeds an MLP map of the condition, one value per latent position, to the first conv
+    layer as a second input channel (the only path that tells each position its own value). Where the
     condition is absent or dropped a learned null embedding takes its place: the unconditional prediction of
     classifier-free guidance. With ``condition_dim`` 0 (the default) the network is the unconditional one, parameter
     for parameter.
@@ -80,7 +91,7 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
         kernel_size: convolution kernel size.
         time_embed_dim: width of the timestep embedding (and of the condition embedding and tokens).
         condition_dim: number of values in a condition; 0 for an unconditional denoiser.
-        condition_mode: how the condition enters: ``"add"``, ``"cross_attention"`` or ``"both"``.
+        condition_mode: how the condition enters: ``"add"``, ``"cross_attention"``, ``"both"`` or ``"input"``.
     """
 
     @register_to_config
@@ -107,11 +118,18 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
             _ConvLayer(channels[i], channels[i + 1], kernel_size, time_embed_dim, last=i == n - 1) for i in range(n)
         )
         # Created after the unconditional layers, so that those draw the same initial weights from the same seed.
-        add = condition_dim > 0 and condition_mode in ("add", "both")
+        add = condition_dim > 0 and condition_mode in ("add", "both", "input")
         attend = condition_dim > 0 and condition_mode in ("cross_attention", "both")
         self.condition_embedding = ConditionEmbedding(condition_dim, time_embed_dim) if add else None
         self.condition_tokens = ConditionTokens(condition_dim, time_embed_dim) if attend else None
         self.cross_attention = LatentCrossAttention(channels[n // 2], time_embed_dim) if attend else None
+        self.condition_map = self.map_conv = None
+        if condition_dim > 0 and condition_mode == "input":
+            self.condition_map = ConditionMap(condition_dim, latent_dim, time_embed_dim)
+            # The map's own weights of the first conv layer (a second input channel), zero: a new model's output is
+            # the unconditional network's until training finds a use for the map.
+            self.map_conv = nn.Conv1d(1, channels[1], kernel_size, padding=kernel_size // 2, bias=False)
+            nn.init.zeros_(self.map_conv.weight)
 
     def forward(
         self,
@@ -148,8 +166,11 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
 
         half = len(self.layers) // 2
         skips, x = [], sample
-        for layer in self.layers[:half]:
-            x = layer(x, temb)
+        extra = None
+        if self.condition_map is not None:
+            extra = self.map_conv(self.condition_map(condition, drop_condition, batch).to(sample.dtype))
+        for i, layer in enumerate(self.layers[:half]):
+            x = layer(x, temb, extra if i == 0 else None)
             skips.append(x)
         skips.pop()  # the bottleneck output is not added to itself
         if self.cross_attention is not None:
