@@ -30,8 +30,8 @@ def _summary(mean: float) -> MethodSummary:
 
 
 def _timing(ratio: float) -> TaskTiming:
-    return TaskTiming(generation_s=ratio * 20, generation_s_per_task=ratio, sgd_s_per_task=1.0, ratio=ratio,
-                      features_s=0.1, sgd_s={"0001": 1.0})
+    return TaskTiming(generation_s=ratio * 20, generation_s_per_task=ratio, generation_s_per_model=ratio,
+                      sgd_s_per_task=1.0, ratio=ratio, features_s=0.1, sgd_s={"0001": 1.0})
 
 
 def test_summaries_and_paired_differences():

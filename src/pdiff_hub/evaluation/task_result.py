@@ -101,13 +101,15 @@ class Goal:
 class TaskTiming:
     """Time to a model for a new task, in seconds.
 
-    ``generation_s_per_task``: the held-out pipeline call's wall time over the number of tasks;
-    ``sgd_s_per_task``: the mean of ``sgd_s`` (each held-out task's fit alone); ``ratio``: generation over SGD;
+    ``generation_s_per_task``: the held-out pipeline call's wall time over the number of tasks (each task gets
+    ``num_models`` models); ``generation_s_per_model``: over the number of models; ``sgd_s_per_task``: the mean of
+    ``sgd_s`` (each held-out task's fit alone, one model); ``ratio``: a model by generation over a model by SGD;
     ``features_s``: computing the training split's frozen features once, shared by every fit (not in ``sgd_s``).
     """
 
     generation_s: float
     generation_s_per_task: float
+    generation_s_per_model: float
     sgd_s_per_task: float
     ratio: float
     features_s: float

@@ -41,6 +41,8 @@ def pipeline_card(recipe: Recipe, params: ParameterDataset, metrics: dict, comma
         num_params=params.target.layout.num_params, dataset=recipe.data.dataset, param_dataset=param_dataset,
         num_checkpoints=len(params.dataset), autoencoder=recipe.autoencoder.__dict__, denoiser=recipe.denoiser.__dict__,
         train=recipe.train.__dict__, metrics=metrics, command=command, repo_id=repo_id,
+        tasks=params.task_info, example_code=params.task_split.heldout[0] if params.is_task_family
+        and params.task_split.heldout else None,
     )
 
 
