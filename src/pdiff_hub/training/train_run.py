@@ -17,6 +17,7 @@ from ..data.images import load_recipe_splits
 from ..data.parameters import ParameterDataset
 from ..data.subsets import subsample_splits
 from ..engine.evaluator import ParameterEvaluator
+from ..engine.split import FrozenPrefixSplit
 from ..recipes.config import Recipe
 from .trainer import TrainingResult, reconstruction_accuracy
 
@@ -55,10 +56,15 @@ def check_run_folder(output_dir: str | os.PathLike, param_dataset: str | os.Path
 def reconstruction_evaluator(recipe: Recipe, params: ParameterDataset) -> ParameterEvaluator:
     """The test images the evaluation uses: the whole split, or the recipe's ``evaluate.test_images`` subset.
 
-    The labels are the dataset's classes, also for a task family: each task's binary labels derive from them."""
+    The labels are the dataset's classes, also for a task family: each task's binary labels derive from them. A task
+    family's checkpoints are measured as its collection measured them, frozen convolutions on 1x1 maps as their
+    centre tap."""
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
     test = subsample_splits(splits, {"test": recipe.evaluate.test_images}, recipe.evaluate.seed)["test"]
-    return ParameterEvaluator(params.target.model, params.target.layout, *test, batch_size=recipe.evaluate.batch_size)
+    target = params.target
+    split = FrozenPrefixSplit.from_model(target.model, target.layout.names, one_pixel_convs=True) \
+        if params.is_task_family else None
+    return ParameterEvaluator(target.model, target.layout, *test, batch_size=recipe.evaluate.batch_size, split=split)
 
 
 def run_metrics(recipe: Recipe, params: ParameterDataset, result: TrainingResult, *, evaluate: bool) -> dict:
