@@ -18,6 +18,12 @@ network against the pipeline's, and the parameter dataset against the one the pi
 (another one only with ``--allow_other_param_dataset``). Without ``--recipe`` the recipe is the one recorded with
 the pipeline (its ``args.yaml``, which holds the collection's data section), so the data are split exactly as at
 collection; the command line's ``--section.key`` flags override it either way.
+
+A conditional pipeline with the task family it was trained on gets the held-out task evaluation instead (on the main
+process): for every held-out task (never seen in training) its generated models against SGD on that task and the
+non-generative maps (nearest training task, average of the nearest, per-coordinate Gaussian, ridge from the code),
+for some training tasks the generated models against their own checkpoints, and the time to a model; OUT holds
+metrics.json, report.md, heldout_tasks.png and args.yaml. ``--guidance_scale`` sets classifier-free guidance.
 """
 
 from __future__ import annotations
