@@ -165,6 +165,23 @@ def test_pipeline_round_trip_through_the_hub(loopback_hub, pipe, pipeline_dir, f
 
 
 @pytest.mark.slow  # starts the loopback Hub's server process
+def test_conditional_pipeline_round_trip_through_the_hub(loopback_hub, task_pipe, task_pipeline_dir, fake_hub,
+                                                         tmp_path):
+    PDiffPipeline.from_pretrained(task_pipeline_dir).push_to_hub("hub-test/task-pipeline")
+    loopback_hub.add_repo("hub-test/task-pipeline", materialize(fake_hub.commits[-1], tmp_path))
+    loaded = PDiffPipeline.from_pretrained("hub-test/task-pipeline", revision="main")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.condition_info == task_pipe.condition_info
+    codes = [[0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0], [1.0] + [0.0] * 9]
+
+    def sample(pipe):
+        return pipe(num_models=2, num_inference_steps=2, condition=codes, guidance_scale=2.0, output_type="pt",
+                    generator=torch.Generator().manual_seed(3)).parameters
+
+    assert torch.equal(sample(loaded), sample(task_pipe))
+
+
+@pytest.mark.slow  # starts the loopback Hub's server process
 def test_pipeline_repo_missing_a_component_is_named(loopback_hub, pipeline_dir, fake_hub, tmp_path):
     PDiffPipeline.from_pretrained(pipeline_dir).push_to_hub("hub-test/broken")
     commit = fake_hub.commits[-1]
