@@ -26,7 +26,7 @@ from ..data.parameters import ParameterDataset
 from ..data.subsets import Split, subsample_splits
 from ..data.tasks import binary_labels, task_accuracy, task_conditions, task_seed
 from ..engine.evaluator import ParameterEvaluator
-from ..engine.fitting import fit_generated_parameters, kept_steps
+from ..engine.fitting import fit_generated_parameters
 from ..engine.split import FrozenPrefixSplit
 from ..pipeline import PDiffPipeline
 from ..recipes.config import Recipe
@@ -172,7 +172,7 @@ def sgd_reference(
         alone); the wall time of computing the features, shared by all tasks.
     """
     tasks = recipe.tasks
-    keep = kept_steps(tasks.checkpoints_per_task, tasks.checkpoint_every, tasks.burn_in_steps)
+    keep = tasks.kept_steps()
     device = next(iter(split.model.parameters())).device
     tick = time.perf_counter()
     features = tuple(f.to(device) for f in split.compute_prefix(images, batch_size=recipe.collect.eval_batch_size))
@@ -252,7 +252,7 @@ def _check_same_collection(params: ParameterDataset, recipe: Recipe) -> None:
     """The SGD reference refits held-out tasks as the collection fitted the training tasks: the recipe's ``tasks``
     section must be the collection's where the parameter dataset records it (its kept steps, its rows' lr)."""
     t = recipe.tasks
-    ours = {"kept steps": list(kept_steps(t.checkpoints_per_task, t.checkpoint_every, t.burn_in_steps)), "lr": t.lr}
+    ours = {"kept steps": list(t.kept_steps()), "lr": t.lr}
     theirs = {"kept steps": params.task_info.get("kept_steps"), "lr": round(float(params.column("lr")[0]), 8)}
     differ = [key for key in ours if theirs[key] is not None and not _same(ours[key], theirs[key])]
     if differ:
@@ -278,9 +278,8 @@ def _timing(generation_s: float, sgd_s: Mapping[str, float], features_s: float, 
 def _sgd_settings(recipe: Recipe) -> dict:
     """The SGD reference's settings, as recorded in the result."""
     tasks = recipe.tasks
-    keep = kept_steps(tasks.checkpoints_per_task, tasks.checkpoint_every, tasks.burn_in_steps)
     return {"lr": tasks.lr, "weight_decay": tasks.weight_decay, "batch_size": tasks.batch_size, "seed": tasks.seed,
-            "keep": list(keep)}
+            "keep": list(tasks.kept_steps())}
 
 
 def _synchronize(device: torch.device) -> None:

@@ -13,6 +13,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.fitting import kept_steps
 from ..models.autoencoder import ParameterAutoencoder
 from ..models.conditioning import CONDITION_MODES
 from ..models.denoiser import LatentDenoiser
@@ -174,6 +175,10 @@ class TasksConfig:
     batch_size: int = setting(256, integer(1))
     backbone_classes: list = setting([], items(int, integer(0), distinct=True))
     backbone: str = ""
+
+    def kept_steps(self) -> range:
+        """The 0-based steps whose values each task keeps (:func:`~pdiff_hub.engine.fitting.kept_steps`)."""
+        return kept_steps(self.checkpoints_per_task, self.checkpoint_every, self.burn_in_steps)
 
 
 @dataclass

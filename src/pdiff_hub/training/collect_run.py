@@ -31,6 +31,7 @@ from .sharding import Shard, gather_or_raise, order_pieces, plan_shards
 __all__ = [
     "CollectedDataset",
     "assemble_dataset",
+    "build_target",
     "check_plan",
     "check_splits",
     "collect_pieces",
@@ -59,7 +60,7 @@ def check_plan(recipe: Recipe) -> list[int]:
         UsageError: too few checkpoints per seed, a target network timm cannot build or whose parameters the
             patterns do not fit, or several seeds for a partly generated network.
     """
-    c, t = recipe.collect, recipe.target
+    c = recipe.collect
     seeds = list(c.seeds)
     try:
         counts = checkpoints_per_seed(c.num_checkpoints, seeds)
@@ -69,18 +70,30 @@ def check_plan(recipe: Recipe) -> list[int]:
         raise UsageError(f"collect.num_checkpoints {c.num_checkpoints} cannot give each of the {len(seeds)} seeds "
                          f"in collect.seeds {seeds} at least 2 checkpoints; raise collect.num_checkpoints or use "
                          f"fewer seeds")
-    try:
-        target = TargetModel(t.model_name, t.model_kwargs, t.param_patterns, image_size=recipe.data.image_size)
-    except (RuntimeError, TypeError) as err:  # timm: "Unknown model (...)"; a keyword the model does not take
-        raise UsageError(f"timm cannot build target.model_name {t.model_name!r} with target.model_kwargs "
-                         f"{t.model_kwargs}: {err}") from None
-    except ValueError as err:
-        raise UsageError(f"target.param_patterns {t.param_patterns} do not fit {t.model_name!r}: {err}") from None
+    target = build_target(recipe)
     if len(seeds) > 1 and target.layout.num_params != sum(p.numel() for p in target.model.parameters()):
         raise UsageError(f"collect.seeds {seeds} has several base-model seeds, which only make sense when the whole "
                          f"network is generated (target.param_patterns: ['*']): otherwise the frozen remainder would "
                          f"differ between seeds")
     return counts
+
+
+def build_target(recipe: Recipe, model_kwargs: dict | None = None) -> TargetModel:
+    """The recipe's target network, freshly initialized, built with ``model_kwargs`` (default
+    ``target.model_kwargs``).
+
+    Raises:
+        UsageError: when timm cannot build the network or the patterns do not fit it.
+    """
+    t = recipe.target
+    kwargs = t.model_kwargs if model_kwargs is None else model_kwargs
+    try:
+        return TargetModel(t.model_name, kwargs, t.param_patterns, image_size=recipe.data.image_size)
+    except (RuntimeError, TypeError) as err:  # timm: "Unknown model (...)"; a keyword the model does not take
+        raise UsageError(f"timm cannot build target.model_name {t.model_name!r} with target.model_kwargs "
+                         f"{t.model_kwargs}: {err}") from None
+    except ValueError as err:
+        raise UsageError(f"target.param_patterns {t.param_patterns} do not fit {t.model_name!r}: {err}") from None
 
 
 def check_splits(recipe: Recipe, splits: dict) -> None:
@@ -122,8 +135,7 @@ def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int,
     c = recipe.collect
     seed = c.seeds[shard.seed_index]
     set_seed(seed)
-    target = TargetModel(recipe.target.model_name, recipe.target.model_kwargs, recipe.target.param_patterns,
-                         image_size=recipe.data.image_size)
+    target = build_target(recipe)
     progress = accelerator.is_local_main_process
     start = time.perf_counter()
     train_base_model(target.model, splits["train"], epochs=c.base_epochs, lr=c.base_lr,

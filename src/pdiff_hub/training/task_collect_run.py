@@ -28,9 +28,9 @@ from ..engine.evaluator import ParameterEvaluator
 from ..engine.split import FrozenPrefixSplit
 from ..models.target import TargetModel
 from ..recipes.config import Recipe
-from .collect_run import CollectedDataset, summarize
+from .collect_run import CollectedDataset, build_target, summarize
 from .collection import accuracy, train_base_model
-from .tasks import TaskCheckpoints, collect_task_checkpoints, kept_steps
+from .tasks import TaskCheckpoints, collect_task_checkpoints
 
 __all__ = ["check_task_plan", "collect_task_family", "draw_tasks", "head_names", "load_backbone", "task_network",
            "train_backbone"]
@@ -76,15 +76,7 @@ def task_networks(recipe: Recipe) -> tuple[TargetModel, TargetModel]:
     Raises:
         UsageError: when timm cannot build the network or the patterns do not fit it.
     """
-    t = recipe.target
-    try:
-        return tuple(TargetModel(t.model_name, kwargs, t.param_patterns, image_size=recipe.data.image_size)
-                     for kwargs in (t.model_kwargs, recipe.generated_model_kwargs()))
-    except (RuntimeError, TypeError) as err:
-        raise UsageError(f"timm cannot build target.model_name {t.model_name!r} with target.model_kwargs "
-                         f"{t.model_kwargs}: {err}") from None
-    except ValueError as err:
-        raise UsageError(f"target.param_patterns {t.param_patterns} do not fit {t.model_name!r}: {err}") from None
+    return build_target(recipe), build_target(recipe, recipe.generated_model_kwargs())
 
 
 def head_names(backbone: torch.nn.Module, network: torch.nn.Module) -> list[str]:
@@ -131,7 +123,7 @@ def train_backbone(recipe: Recipe, splits: dict, *, device: torch.device | str |
         backbone = load_backbone(recipe)
     else:
         set_seed(c.seeds[0])
-        backbone = task_networks(recipe)[0]
+        backbone = build_target(recipe)
         train_base_model(backbone.model, (images, labels), epochs=c.base_epochs, lr=c.base_lr,
                          weight_decay=c.base_weight_decay, batch_size=c.base_batch_size, seed=c.seeds[0],
                          device=device, progress=progress)
@@ -155,6 +147,7 @@ def task_network(recipe: Recipe, backbone: TargetModel) -> TargetModel:
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.tasks.seed)
+        # Both networks, the backbone first, as every collected family drew it: the head is the one drawn after.
         network = task_networks(recipe)[1]
     head = set(head_names(backbone.model, network.model))
     state = {k: v for k, v in backbone.model.state_dict().items() if k not in head}
@@ -203,7 +196,7 @@ def collect_task_family(recipe: Recipe, splits: dict, class_names: list[str], *,
     features = split.compute_prefix(splits["train"][0], batch_size=recipe.collect.eval_batch_size)
     feature_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    keep = kept_steps(t.checkpoints_per_task, t.checkpoint_every, t.burn_in_steps)
+    keep = t.kept_steps()
     collected = collect_task_checkpoints(
         split, features, splits["train"][1], tasks.train, keep=keep, lr=t.lr,
         weight_decay=t.weight_decay, batch_size=t.batch_size, seed=t.seed, progress=progress)
