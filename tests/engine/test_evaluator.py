@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+import timm
 import torch
 
 from pdiff_hub.engine.evaluator import ParameterEvaluator
@@ -57,3 +58,23 @@ def test_errors(setup: tuple) -> None:
     broken[1, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         evaluator.accuracy(broken)
+
+
+def test_simplified_evaluation_predicts_what_the_exact_split_predicts() -> None:
+    torch.manual_seed(0)
+    resnet = timm.create_model("resnet18", pretrained=False, num_classes=10, in_chans=1).eval()
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10, in_chans=1, img_size=32,
+                            patch_size=4, depth=2, embed_dim=32, num_heads=2).eval()
+    x, labels = images(40), torch.randint(0, 10, (40,), generator=torch.Generator().manual_seed(3))
+    for model, names in ((resnet, norm_names(["layer4.1.bn1", "layer4.1.bn2"])),
+                         (vit, norm_names(["blocks.1.norm2", "norm"]))):
+        layout = layout_of(model, names)
+        vectors = perturbations(model, layout, 4)
+        split = FrozenPrefixSplit.from_model(model, layout.names)
+        fast = ParameterEvaluator(model, layout, x, labels, split=split)
+        exact = ParameterEvaluator(model, layout, x, labels, split=split, simplify=False)
+        assert exact.split is split and fast.split is split.simplified() and fast.split is not split
+        assert fast.split.one_pixel_convs or fast.split.kept_tokens  # something was simplified
+        assert split.one_pixel_convs == () and split.kept_tokens is None  # the given split is unchanged
+        assert fast.frontier[0].numel() <= exact.frontier[0].numel()
+        assert torch.equal(fast.predictions(vectors), exact.predictions(vectors))

@@ -25,6 +25,10 @@ class ParameterEvaluator:
         labels: the split's labels, (N,).
         batch_size: images per forward pass.
         split: an existing :class:`~pdiff_hub.engine.split.FrozenPrefixSplit` of ``model`` to reuse.
+        simplify: run the split's simplified suffix (:meth:`~pdiff_hub.engine.split.FrozenPrefixSplit.simplified`:
+            convolutions on 1x1 maps as their centre tap, only the tokens a ViT's head reads), the same logits up to
+            float rounding: identical predictions but for near-ties (measured on the Fashion-MNIST recipes in
+            ``benchmarks/flop_floor.py``). False runs the split exactly as given.
 
     Example:
         ```py
@@ -41,6 +45,7 @@ class ParameterEvaluator:
         labels: torch.Tensor,
         batch_size: int = 1024,
         split: FrozenPrefixSplit | None = None,
+        simplify: bool = True,
     ):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -48,7 +53,8 @@ class ParameterEvaluator:
         self.labels = labels
         self.batch_size = batch_size
         # One traced split serves every split of the data; pass it in to avoid tracing the network again.
-        self.split = split or FrozenPrefixSplit.from_model(model, layout.names)
+        split = split or FrozenPrefixSplit.from_model(model, layout.names)
+        self.split = split.simplified() if simplify else split
         self.frontier = self.split.compute_prefix(images, batch_size=batch_size)
 
     def predictions(self, vectors: torch.Tensor) -> torch.Tensor:

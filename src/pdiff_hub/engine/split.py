@@ -10,7 +10,10 @@ the pieces together:
   ``suffix`` (frontier -> logits, holding every generated parameter under its name in the model);
 * :mod:`.verification` checks on a few inputs that the split reproduces the model;
 * :mod:`.frontier` caches the frontier of every input once;
-* :mod:`.batching` runs the suffix for many parameter sets.
+* :mod:`.batching` runs the suffix for many parameter sets;
+* :mod:`.one_pixel` and :mod:`.tokens` simplify the suffix where it computes values nothing reads (padding taps of
+  convolutions on 1x1 maps, tokens a transformer's head ignores): the same outputs up to float rounding, opt-in
+  (:meth:`FrozenPrefixSplit.simplified`).
 
 When the split is impossible, useless or wrong, ``prefix`` returns the images and ``suffix`` is the whole model
 (``is_split`` False, the reason in ``fallback_reason``): the results are the same, only slower.
@@ -28,6 +31,7 @@ from .batching import BatchedSuffix, PredictMethod, auto_method, num_sets
 from .frontier import as_frontier, cache_frontier
 from .one_pixel import one_pixel_suffix
 from .partition import IdentityPrefix, NoSplit, Partition, partition
+from .tokens import token_suffix
 from .tracing import trace
 from .verification import eval_mode, mutates_inputs, split_error
 
@@ -80,6 +84,8 @@ class FrozenPrefixSplit:
         frontier_names: fx node names of the frontier values (``("input",)`` in the fallback).
         vmap_error: Why :func:`torch.func.vmap` failed on the suffix, if it did (predictions then use the loop).
         one_pixel_convs: Names of the suffix's convolutions run as 1x1 convolutions (``one_pixel_convs=True``).
+        kept_tokens: ``(lo, hi)``: the frontier keeps only tokens ``lo..hi-1``, the ones the head reads
+            (``class_token=True``), or None.
     """
 
     def __init__(
@@ -98,7 +104,11 @@ class FrozenPrefixSplit:
         self._validated = False
         self._clone_frontier = False
         self._one_pixel = False
+        self._class_token = False
+        self._simplified: FrozenPrefixSplit | None = None
         self.one_pixel_convs: tuple[str, ...] = ()
+        self.kept_tokens: tuple[int, int] | None = None
+        self._halves = halves  # the exact cut, before any fallback or simplification
         if halves is None:
             self._fall_back(reason)
         else:
@@ -113,6 +123,7 @@ class FrozenPrefixSplit:
         example_input: Tensor | None = None,
         *,
         one_pixel_convs: bool = False,
+        class_token: bool = False,
     ) -> FrozenPrefixSplit:
         """Trace ``model`` and split it at the frontier of the generated parameters.
 
@@ -125,6 +136,10 @@ class FrozenPrefixSplit:
                 as 1x1 convolutions of their centre tap (:mod:`.one_pixel`): the same outputs up to float rounding,
                 up to 9x fewer multiply-adds. The replaced names are in :attr:`one_pixel_convs`; the suffix then
                 accepts only inputs of that size.
+            class_token: When every op between the frontier and the head's reads of single tokens (``x[:, 0]``,
+                timm's ``global_pool='token'``) works on each token alone, cache and run only those tokens
+                (:mod:`.tokens`): the same outputs up to float rounding; 65x less work for a ViT's last MLP on 64
+                patches. The kept range is in :attr:`kept_tokens`; :attr:`prefix` then returns the reduced frontier.
 
         Returns:
             The split (or the fallback, with ``fallback_reason`` set).
@@ -144,7 +159,7 @@ class FrozenPrefixSplit:
         model.eval()
         halves, tracer, reason = _cut(model, names)
         split = cls(model, names, halves, tracer, reason)
-        split._one_pixel = one_pixel_convs
+        split._one_pixel, split._class_token = one_pixel_convs, class_token
         if example_input is not None:
             split._validate(example_input)
         return split
@@ -169,6 +184,8 @@ class FrozenPrefixSplit:
             reason = split_error(self.model, self.prefix, self.suffix, self.frontier_names, self.param_names, x3)
             if reason is not None:
                 self._fall_back(reason)
+        if self.is_split and self._class_token:
+            self._simplify_tokens(x3)
         if self.is_split and self._one_pixel:
             self._simplify_one_pixel_convs(x3)
         self._clone_frontier = mutates_inputs(self.prefix, self.suffix, x3)
@@ -186,6 +203,35 @@ class FrozenPrefixSplit:
             warnings.warn(f"one_pixel_convs not used ({reason})", stacklevel=3)
             return
         self.suffix, self.one_pixel_convs = suffix, replaced
+
+    def _simplify_tokens(self, x3: Tensor) -> None:
+        """Adopt the prefix and suffix carrying only the tokens the head reads if they still reproduce the model."""
+        with torch.no_grad(), eval_mode(self.prefix):
+            frontier = self.prefix(x3)
+        reduced = token_suffix(self.prefix, self.suffix, frontier)
+        if reduced is None:
+            return
+        reason = split_error(self.model, reduced.prefix, reduced.suffix, self.frontier_names, self.param_names, x3)
+        if reason is not None:  # not expected: the graph check admits token-wise ops only
+            warnings.warn(f"class_token not used ({reason})", stacklevel=3)
+            return
+        self.prefix, self.suffix, self.kept_tokens = reduced.prefix, reduced.suffix, reduced.tokens
+
+    def simplified(self) -> FrozenPrefixSplit:
+        """This split with both simplifications asked for (``one_pixel_convs`` and ``class_token``).
+
+        A new split on the same trace (this one is unchanged: training through its suffix stays exact), made once and
+        reused; ``self`` when it already asks for both. It is checked on the first inputs it sees, like a split made
+        without ``example_input``.
+        """
+        if self._one_pixel and self._class_token:
+            return self
+        if self._simplified is None:
+            halves = self._halves if self.is_split or not self._validated else None  # a known fallback stays one
+            simple = type(self)(self.model, self.param_names, halves, self.tracer, self.fallback_reason)
+            simple._one_pixel = simple._class_token = True
+            self._simplified = simple
+        return self._simplified
 
     def compute_prefix(self, images: Tensor, batch_size: int = 512) -> tuple[Tensor, ...]:
         """Run the frozen prefix once on all images (no grad, eval mode, in batches).
