@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import datasets
 import pytest
 import torch
@@ -9,6 +11,8 @@ from huggingface_hub import RepoCard
 
 from pdiff_hub.data.parameters import ParameterDataset
 from pdiff_hub.hub import push_parameter_dataset
+from pdiff_hub.hub.datasets import parameter_dataset_card
+from pdiff_hub.recipes.config import load_recipe
 
 from .fakes import TOKEN, materialize, snapshot
 
@@ -52,3 +56,20 @@ def test_round_trip_through_the_hub(loopback_hub, params_dir, fake_hub, tmp_path
     assert torch.equal(loaded.vectors, vectors.float())
     table = datasets.load_dataset("hub-test/params-round-trip", revision="main")["train"]
     assert torch.equal(torch.from_numpy(table.with_format("numpy")[:]["parameters"]), vectors.float())
+
+
+def test_the_card_says_when_checkpoints_were_scored_on_subsets(params_dir):
+    params = ParameterDataset.load(params_dir[0])
+    recipe = load_recipe("digits-mlp")
+    metrics = {"base_test_accuracy": [90.0], "validation": {"min": 1.0, "mean": 1.0, "median": 1.0, "max": 1.0,
+                                                            "std": 0.0}}
+    metrics["test"] = metrics["validation"]
+
+    def card(r, **extra):
+        return parameter_dataset_card(r, params, {**metrics, **extra}, "cmd", collect_seconds=1.0, machine="m",
+                                      repo_hint="x")
+
+    assert "subsets" not in card(recipe)
+    cut = dataclasses.replace(recipe, evaluate=dataclasses.replace(recipe.evaluate, val_images=1000, test_images=2000))
+    text = " ".join(card(cut, scored_images={"validation": 1000, "test": 2000}).split())
+    assert "measured on 1,000 validation and 2,000 test images, seeded random subsets (seed 0;" in text

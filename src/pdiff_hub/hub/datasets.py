@@ -46,7 +46,17 @@ def parameter_dataset_card(recipe: Recipe, params: ParameterDataset, metrics: di
         accuracy_rows=[{"split": "validation", **metrics["validation"]}, {"split": "test", **metrics["test"]}],
         val_size=recipe.data.val_size, split_seed=recipe.data.split_seed, repo_hint=repo_hint,
         collect_seconds=f"{collect_seconds:.1f}", machine=machine, tasks=_task_family(params, metrics),
-        task_lr=recipe.tasks.lr, task_batch_size=recipe.tasks.batch_size)
+        task_lr=recipe.tasks.lr, task_batch_size=recipe.tasks.batch_size, subsets=_scoring_subsets(recipe, metrics))
+
+
+def _scoring_subsets(recipe: Recipe, metrics: dict) -> str | None:
+    """The card's words for the images the checkpoints were scored on, when the recipe cut the splits."""
+    e = recipe.evaluate
+    if not (e.val_images or e.test_images):
+        return None
+    counts = metrics.get("scored_images", {"validation": e.val_images, "test": e.test_images})
+    return (f"{counts['validation']:,} validation and {counts['test']:,} test images, seeded random subsets (seed "
+            f"{e.seed}; recipe keys `evaluate.val_images` / `evaluate.test_images`), the images the evaluation uses")
 
 
 def _task_family(params: ParameterDataset, metrics: dict) -> dict | None:

@@ -23,6 +23,7 @@ from ..core.cli import UsageError
 from ..core.io import atomic_output_dir
 from ..data.images import load_recipe_splits
 from ..data.parameters import ParameterDataset, build_parameter_table
+from ..data.subsets import subsample_splits
 from ..models.target import TargetModel
 from ..recipes.config import Recipe, write_run_args
 from .collection import accuracy, checkpoints_per_seed, collect_checkpoints, train_base_model
@@ -38,6 +39,7 @@ __all__ = [
     "collect_shard",
     "load_splits",
     "machine_description",
+    "scoring_splits",
     "summarize",
     "write_collection",
 ]
@@ -125,6 +127,13 @@ def load_splits(recipe: Recipe, accelerator: Accelerator) -> dict:
     return splits
 
 
+def scoring_splits(recipe: Recipe, splits: dict) -> dict:
+    """The splits with validation and test cut to the recipe's evaluation subsets when it sets them
+    (``evaluate.val_images`` / ``test_images``): checkpoints are scored on the images the evaluation uses."""
+    e = recipe.evaluate
+    return subsample_splits(splits, {"validation": e.val_images, "test": e.test_images}, e.seed)
+
+
 def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int,
                   accelerator: Accelerator) -> tuple[TargetModel, dict]:
     """Train the base model of one shard's seed and collect its checkpoints; return its target and its piece.
@@ -147,13 +156,15 @@ def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int,
         base_acc = accuracy(target.model, *splits["test"], batch_size=c.eval_batch_size)
         print(f"base model (seed {seed}): test accuracy {base_acc:.2f}%", flush=True)
     start = time.perf_counter()
-    result = collect_checkpoints(target.model, target.layout, splits["train"], splits["validation"], splits["test"],
+    scored = scoring_splits(recipe, splits)
+    result = collect_checkpoints(target.model, target.layout, splits["train"], scored["validation"], scored["test"],
                                  num_checkpoints=count, lr=c.lr, weight_decay=c.weight_decay, batch_size=c.batch_size,
                                  seed=seed, eval_batch_size=c.eval_batch_size, progress=progress, rows=shard.rows)
     piece = {"seed": seed, "vectors": result.vectors.cpu(), "steps": result.steps, "val_accuracy": result.val_accuracy,
              "test_accuracy": result.test_accuracy, "base_test_accuracy": base_acc,
              "prefix_cached": result.prefix_cached, "rank": accelerator.process_index, "base_seconds": base_seconds,
-             "collect_seconds": time.perf_counter() - start}
+             "collect_seconds": time.perf_counter() - start,
+             "scored_images": {name: len(scored[name][1]) for name in ("validation", "test")}}
     return target, piece
 
 
@@ -222,7 +233,8 @@ def assemble_dataset(recipe: Recipe, pieces: list[dict], first_target: TargetMod
     val_stats, test_stats = summarize(table["val_accuracy"]), summarize(table["test_accuracy"])
     metrics = {"base_test_accuracy": base_acc, "validation": val_stats, "test": test_stats,
                "base_training_seconds": round(base_seconds, 1), "collect_seconds": round(collect_seconds, 2),
-               "prefix_cached": pieces[-1]["prefix_cached"], "num_params": first_target.layout.num_params}
+               "prefix_cached": pieces[-1]["prefix_cached"], "num_params": first_target.layout.num_params,
+               "scored_images": pieces[-1]["scored_images"]}
     return CollectedDataset(params, metrics, base_seconds, collect_seconds)
 
 

@@ -22,13 +22,12 @@ from huggingface_hub import snapshot_download
 from ..core.cli import UsageError
 from ..core.io import resolve_folder
 from ..data.parameters import ParameterDataset, build_parameter_table
-from ..data.subsets import subsample_splits
 from ..data.tasks import TaskSplit, num_tasks_possible, sample_task_codes, split_tasks, task_accuracy
 from ..engine.evaluator import ParameterEvaluator
 from ..engine.split import FrozenPrefixSplit
 from ..models.target import TargetModel
 from ..recipes.config import Recipe
-from .collect_run import CollectedDataset, build_target, summarize
+from .collect_run import CollectedDataset, build_target, scoring_splits, summarize
 from .collection import accuracy, train_base_model
 from .tasks import TaskCheckpoints, collect_task_checkpoints
 
@@ -166,12 +165,10 @@ def draw_tasks(recipe: Recipe) -> TaskSplit:
     return split_tasks(codes, t.num_heldout_tasks, seed=t.seed)
 
 
-def score_rows(split: FrozenPrefixSplit, network: TargetModel, collected: TaskCheckpoints, splits: dict,
+def score_rows(split: FrozenPrefixSplit, network: TargetModel, collected: TaskCheckpoints, subsets: dict,
                recipe: Recipe) -> dict[str, list[float]]:
-    """Each checkpoint's accuracy on its own task, on the validation and test splits (the recipe's evaluation
-    subsets when it sets them), all checkpoints of a split in one batched pass."""
-    e = recipe.evaluate
-    subsets = subsample_splits(splits, {"validation": e.val_images, "test": e.test_images}, e.seed)
+    """Each checkpoint's accuracy on its own task, on the validation and test splits of ``subsets`` (what
+    :func:`scoring_splits` gives), all checkpoints of a split in one batched pass."""
     scores = {}
     for name, key in (("validation", "val_accuracy"), ("test", "test_accuracy")):
         images, labels = subsets[name]
@@ -201,7 +198,8 @@ def collect_task_family(recipe: Recipe, splits: dict, class_names: list[str], *,
         split, features, splits["train"][1], tasks.train, keep=keep, lr=t.lr,
         weight_decay=t.weight_decay, batch_size=t.batch_size, seed=t.seed, progress=progress)
     fit_seconds = time.perf_counter() - start
-    scores = score_rows(split, network, collected, splits, recipe)
+    scored = scoring_splits(recipe, splits)
+    scores = score_rows(split, network, collected, scored, recipe)
     collect_seconds = time.perf_counter() - start
     rows = [{"step": s, "seed": t.seed, "lr": t.lr, "val_accuracy": v, "test_accuracy": a}
             for s, v, a in zip(collected.steps, scores["val_accuracy"], scores["test_accuracy"])]
@@ -219,5 +217,6 @@ def collect_task_family(recipe: Recipe, splits: dict, class_names: list[str], *,
                "num_params": network.layout.num_params, "num_train_tasks": len(tasks.train),
                "num_heldout_tasks": len(tasks.heldout), "feature_seconds": round(feature_seconds, 2),
                "fit_seconds": round(fit_seconds, 2), "fit_seconds_per_task": summarize(fit_times),
-               "one_pixel_convs": list(split.one_pixel_convs)}
+               "one_pixel_convs": list(split.one_pixel_convs),
+               "scored_images": {name: len(scored[name][1]) for name in ("validation", "test")}}
     return CollectedDataset(params, metrics, backbone_info["backbone_training_seconds"], collect_seconds)
