@@ -105,6 +105,7 @@ class _Convs(nn.Module):
         self.bn = nn.BatchNorm2d(4)
         self.centre = nn.Conv2d(4, 6, 3, padding=1)  # 3x3, padding 1: tap (1, 1)
         self.same = nn.Conv2d(6, 6, (2, 4), padding="same", groups=2)  # even kernels: aten pads the extra right
+        self.pointwise = nn.Conv2d(6, 6, 1)  # its own tap: a matrix product instead of a convolution kernel
         self.strided = nn.Conv2d(6, 6, (5, 3), stride=2, padding=(2, 1))  # one output pixel, tap (2, 1)
         self.circular = nn.Conv2d(6, 6, 3, padding=1, padding_mode="circular")  # every tap sees the pixel
         self.dilated = nn.Conv2d(6, 6, 3, padding=2, dilation=2)  # not proven here: skipped
@@ -114,7 +115,7 @@ class _Convs(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.bn(nn.functional.adaptive_avg_pool2d(self.stem(x), 1))
-        h = self.generated(self.dilated(self.circular(self.strided(self.same(self.centre(h))))))
+        h = self.generated(self.dilated(self.circular(self.strided(self.pointwise(self.same(self.centre(h)))))))
         h = self.centre_again(h)
         return self.fc(self.grow(h).flatten(1))
 
@@ -129,9 +130,11 @@ def test_only_convolutions_proven_exact_are_replaced() -> None:
     names = norm_names(["bn"]) + ["generated.weight"]
     before = _state(model)
     default, fast = _splits(model, names, x)
-    assert fast.one_pixel_convs == ("centre", "same", "strided")
-    assert [fast.suffix.get_submodule(f"one_pixel.{n}").tap for n in fast.one_pixel_convs] == [(1, 1), (0, 1), (2, 1)]
-    assert pixel_tap(model.dilated) is None and pixel_tap(nn.Conv2d(1, 1, 1)) is None
+    assert fast.one_pixel_convs == ("centre", "same", "pointwise", "strided")
+    taps = [fast.suffix.get_submodule(f"one_pixel.{n}").tap for n in fast.one_pixel_convs]
+    assert taps == [(1, 1), (0, 1), (0, 0), (2, 1)]
+    assert pixel_tap(model.dilated) is None and pixel_tap(nn.Conv2d(1, 1, 1, padding=1)) is None
+    assert pixel_tap(nn.Conv2d(1, 1, 1)) == (0, 0)
     assert pixel_tap(nn.Conv2d(1, 1, 3)) == (0, 0)  # padding 0: only shapes tell the output is not 1x1
     frontier = fast.compute_prefix(x)
     layout = layout_of(model, names)

@@ -8,8 +8,9 @@ or evaluating thousands of parameter vectors through it spends most of its time 
 
 :func:`one_pixel_suffix` finds, by running the suffix once on an example frontier, each call of a frozen
 :class:`torch.nn.Conv2d` whose input and output maps are 1x1 and whose padding puts the pixel under exactly one tap,
-and rebuilds the suffix with a :class:`CentreTapConv` in its place. The suffix's other modules stay shared with the
-model; the model itself is never modified.
+and rebuilds the suffix with a :class:`CentreTapConv` in its place. 1x1 convolutions on 1x1 maps (ConvNeXt's MLP at
+32x32) are replaced too: they have no tap to drop, but a matrix product runs them about 3x faster than the CPU's
+convolution kernel. The suffix's other modules stay shared with the model; the model itself is never modified.
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ def pixel_tap(conv: nn.Conv2d) -> tuple[int, int] | None:
     """Kernel index of the only tap that meets the pixel of a 1x1 input map whose output map is 1x1, or None.
 
     With one output position, tap ``t`` of a dimension reads input index ``t * dilation - left_padding``: the pixel
-    (index 0) is met by ``t = left_padding`` (dilation 1), every other tap meets zero padding. Anything else
-    (dilation, non-zero padding modes, taps outside the kernel, 1x1 kernels: nothing to gain) returns None.
+    (index 0) is met by ``t = left_padding`` (dilation 1), every other tap meets zero padding; a 1x1 kernel without
+    padding is its own tap ``(0, 0)``. Anything else (dilation, non-zero padding modes, taps outside the kernel)
+    returns None.
     """
-    if conv.padding_mode != "zeros" or conv.dilation != (1, 1) or conv.kernel_size == (1, 1):
+    if conv.padding_mode != "zeros" or conv.dilation != (1, 1):
         return None
     if conv.padding == "valid":
         left = (0, 0)
