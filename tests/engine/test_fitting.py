@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pdiff_hub.core.layout import ParameterLayout
-from pdiff_hub.engine.fitting import fit_generated_parameters
+from pdiff_hub.engine.fitting import drawn_rows, fit_generated_parameters
 from pdiff_hub.engine.split import FrozenPrefixSplit
 from pdiff_hub.training.collection import collect_checkpoints
 
@@ -83,3 +83,26 @@ def test_divergence_names_the_learning_rate_key():
         fit_generated_parameters(split, split.compute_prefix(x), y, init, keep=[0], lr=0.05, lr_key="tasks.lr")
     with pytest.raises(ValueError, match="feature rows but 63 labels"):
         fit_generated_parameters(split, split.compute_prefix(x), y[:-1], init, keep=[0], lr=0.05)
+
+
+def test_features_of_the_drawn_rows_only_give_the_same_fit():
+    model = mlp().eval()
+    layout = ParameterLayout.from_model(model, ["3"])
+    x, y = _data(200)
+    generator = torch.Generator().manual_seed(3)
+    drawn = drawn_rows(len(y), 4, 16, generator)
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(3).get_state())  # left unchanged
+    assert 16 < len(drawn) < 64 and torch.equal(drawn, drawn.unique())  # 4 batches of 16 drawn with replacement
+    split = FrozenPrefixSplit.from_model(model, layout.names)
+    init = dict(model.named_parameters())
+    whole = fit_generated_parameters(split, split.compute_prefix(x), y, init, keep=range(4), lr=0.05, batch_size=16,
+                                     generator=torch.Generator().manual_seed(3))
+    part = fit_generated_parameters(split, split.compute_prefix(x[drawn]), y, init, keep=range(4), lr=0.05,
+                                    batch_size=16, generator=torch.Generator().manual_seed(3), rows=drawn)
+    assert torch.equal(part.vectors, whole.vectors) and part.losses == whole.losses
+    with pytest.raises(ValueError, match="not among the given rows"):  # a fifth step draws rows it was not given
+        fit_generated_parameters(split, split.compute_prefix(x[drawn]), y, init, keep=range(40), lr=0.05,
+                                 batch_size=16, generator=torch.Generator().manual_seed(3), rows=drawn)
+    with pytest.raises(ValueError, match="rows"):
+        fit_generated_parameters(split, split.compute_prefix(x), y, init, keep=range(4), lr=0.05, batch_size=16,
+                                 rows=drawn)

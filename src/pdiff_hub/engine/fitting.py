@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .split import FrozenPrefixSplit
 
-__all__ = ["Fit", "fit_generated_parameters", "kept_steps"]
+__all__ = ["Fit", "drawn_rows", "fit_generated_parameters", "kept_steps"]
 
 
 class Fit(NamedTuple):
@@ -43,6 +43,7 @@ def fit_generated_parameters(
     lr_key: str = "lr",
     progress: bool = False,
     desc: str = "fitting generated parameters",
+    rows: Tensor | None = None,
 ) -> Fit:
     """Train the generated parameters from ``init`` through ``split.suffix`` and keep their values after chosen steps.
 
@@ -64,6 +65,8 @@ def fit_generated_parameters(
         lr_key: the name of the learning rate the caller's user sets (a recipe key), for the divergence message.
         progress: show a progress bar.
         desc: the progress bar's label.
+        rows: when given, ``features`` hold only these rows of the training inputs (increasing indices into
+            ``labels``, e.g. :func:`drawn_rows`: those the steps draw); the batches are drawn as without it.
 
     Returns:
         The kept vectors and the loss of every step.
@@ -75,15 +78,23 @@ def fit_generated_parameters(
     keep = list(keep)
     if not keep or keep[0] < 0 or any(b <= a for a, b in zip(keep, keep[1:])):
         raise ValueError(f"keep must be increasing steps >= 0; got {keep}")
-    if any(len(f) != len(labels) for f in features):
-        raise ValueError(f"{[len(f) for f in features]} feature rows but {len(labels)} labels")
+    position = None
+    if rows is not None:
+        position = torch.full((len(labels),), -1, dtype=torch.long)
+        position[rows] = torch.arange(len(rows))
+    if any(len(f) != (len(labels) if rows is None else len(rows)) for f in features):
+        raise ValueError(f"{[len(f) for f in features]} feature rows but {len(labels)} labels"
+                         + ("" if rows is None else f" and {len(rows)} rows"))
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     params = {n: init[n].detach().clone().requires_grad_(True) for n in split.param_names}
     optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
     kept, vectors, losses = set(keep), [], []
     for step in tqdm(range(keep[-1] + 1), desc=desc, disable=not progress):
         idx = torch.randint(len(labels), (batch_size,), generator=generator)
-        logits = functional_call(split.suffix, params, tuple(f[idx] for f in features))
+        at = idx if position is None else position[idx]
+        if position is not None and bool((at < 0).any()):
+            raise ValueError(f"step {step} draws training inputs that are not among the given rows")
+        logits = functional_call(split.suffix, params, tuple(f[at] for f in features))
         loss = nn.functional.cross_entropy(logits, labels[idx])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc} diverged (loss {loss.item()} at step {step}) with {lr_key} {lr:g}; "
@@ -96,6 +107,13 @@ def fit_generated_parameters(
             # The same expression as ParameterLayout.flatten, so a caller's layout reads these rows unchanged.
             vectors.append(torch.cat([params[n].detach().reshape(-1).float().cpu() for n in split.param_names]))
     return Fit(torch.stack(vectors), losses)
+
+
+def drawn_rows(num_inputs: int, steps: int, batch_size: int, generator: torch.Generator) -> Tensor:
+    """The training inputs (increasing, each once) that :func:`fit_generated_parameters` draws in ``steps`` steps
+    from a generator in ``generator``'s state (which is left unchanged): the only rows whose features it needs."""
+    g = torch.Generator().set_state(generator.get_state())
+    return torch.unique(torch.cat([torch.randint(num_inputs, (batch_size,), generator=g) for _ in range(steps)]))
 
 
 def kept_steps(num_checkpoints: int, every: int = 1, burn_in: int = 0) -> range:
