@@ -23,6 +23,7 @@ import time
 
 import timm
 import torch
+from resources import print_peak_memory
 
 from pdiff_hub.data.images import dataset_to_tensors, load_image_dataset
 from pdiff_hub.engine.evaluator import ParameterEvaluator
@@ -111,6 +112,7 @@ def main() -> None:
           f"{args.vectors} vectors {t_vectors:.2f} s)")
     print(f"speed-up: {t_naive / t_fast:.1f}x (excluding the one-off prefix: {t_naive / t_vectors:.1f}x)")
     print(f"largest accuracy difference: {diff:.6f} points")
+    print_peak_memory()
 
 
 if __name__ == "__main__":

@@ -1,26 +1,46 @@
-"""Generation speed: all models in one batch with DDIM (50 steps) against the authors' way, one model at a time
-through the full 1,000-step DDPM chain, with the test accuracy of both sets.
+"""Generation speed: all models in one batch with the recipe's sampler (DDIM, 50 steps) against the authors' way, one
+model at a time through the full 1,000-step DDPM chain, side by side in one run, with the test accuracy of the models.
 
-    .venv/bin/python benchmarks/generation_speed.py --run runs/fashion-mnist-resnet18 [--naive_models 10]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generation_speed.py --run runs/fashion-mnist-resnet18 \\
+        [--num_models 100] [--fewer_steps 20 10] [--naive_models 10] [--paper_models 3]
 
-``--run`` is a main-job output folder (``pipeline/`` and ``params/``). The naive way costs the same per model
-whatever N is, so it is timed on ``--naive_models`` models and its time for N models is that per-model time times N
-(printed as such). Accuracies are on the test split of the recipe's dataset.
+``--run`` is a main-job output folder (``pipeline/`` and ``params/``). Three ways are timed, each after a warm-up
+call of the same shape:
+
+- ours: the trained pipeline, ``--num_models`` models in one batch with the recipe's sampler and steps, then with
+  ``--fewer_steps``, all again under ``torch.autocast`` to bfloat16 (``--no-bf16`` skips that), each with its accuracy:
+  fewer steps or bfloat16 are only a gain where the accuracy holds;
+- one at a time through DDPM-1000 with *our* trained networks (``--naive_models`` models): the accuracy of the
+  authors' sampling, to compare ours with;
+- one at a time through DDPM-1000 with the *authors'* v2 network sizes (``paper_networks.py``), each model decoded
+  on its own (``--paper_models`` models). These networks are untrained: the time of a forward pass does not depend on
+  the weights, so they give the authors' time and no accuracy.
+
+One at a time costs the same per model whatever the number of models, so those ways are timed on a few models and
+their time for ``--num_models`` is the time per model times that number (printed as such). Accuracies are on the
+test split of the recipe's dataset.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from paper_networks import paper_pipeline
+from resources import print_peak_memory
 
 from pdiff_hub import PDiffPipeline
 from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset
-from pdiff_hub.engine.evaluator import ParameterEvaluator, summarize
+from pdiff_hub.engine.evaluator import ParameterEvaluator
+from pdiff_hub.evaluation.generation import generate_parameters
+from pdiff_hub.evaluation.metrics import standard_error_of_difference, summarize
 from pdiff_hub.recipes.config import recorded_recipe
+
+FULL_CHAIN = 1000
+"""The authors' sampling: every step of the DDPM chain (the recipe's ``train.num_train_timesteps``)."""
 
 
 def main() -> None:
@@ -28,43 +48,96 @@ def main() -> None:
                                      allow_abbrev=False)
     parser.add_argument("--run", default="runs/fashion-mnist-resnet18")
     parser.add_argument("--num_models", type=int, default=100)
-    parser.add_argument("--naive_models", type=int, default=10)
+    parser.add_argument("--fewer_steps", type=int, nargs="*", default=[20, 10],
+                        help="also time ours with these step counts (and measure their accuracy)")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time ours under torch.autocast(bfloat16), with its accuracy")
+    parser.add_argument("--naive_models", type=int, default=20, help="models sampled one at a time, our networks")
+    parser.add_argument("--paper_models", type=int, default=3, help="models sampled one at a time, the authors' sizes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     pipe = PDiffPipeline.from_pretrained(f"{args.run}/pipeline")
-    pipe.set_progress_bar_config(disable=True)
     params = ParameterDataset.load(f"{args.run}/params")
     recipe = recorded_recipe(f"{args.run}/pipeline")
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
     evaluator = ParameterEvaluator(params.target.model, params.target.layout, *splits["test"])
+    sampler, steps = recipe.evaluate.scheduler, recipe.evaluate.num_inference_steps
+    n = args.num_models
+    print(f"threads: {torch.get_num_threads()}; {n} models of {params.target.layout.num_params:,} parameters")
 
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    ours = {}
+    for bf16 in (False, True) if args.bf16 else (False,):
+        for k in dict.fromkeys([steps, *args.fewer_steps]):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                seconds, vectors = timed(
+                    lambda k=k: generate_parameters(pipe, n, k, sampler, seed_generator(args.seed), progress=False),
+                    warm_up=lambda: generate_parameters(pipe, n, 1, sampler, progress=False))
+            label = f"{sampler.upper()} {k} steps" + (", bfloat16 autocast" if bf16 else "")
+            ours[label + (" (the recipe's)" if k == steps and not bf16 else "")] = seconds, evaluator.accuracy(vectors)
+    naive_seconds, naive = one_at_a_time(pipe, args.naive_models, args.seed)
+    naive_acc = evaluator.accuracy(naive)
+    paper = paper_pipeline(recipe, params)
+    paper_seconds, _ = one_at_a_time(paper, args.paper_models, args.seed)
+
+    print(f"ours, the trained pipeline ({sizes(pipe)}), {n} models in one batch:")
+    for label, (seconds, acc) in ours.items():
+        print(f"  {label:36s} {seconds:6.2f} s ({1000 * seconds / n:4.1f} ms per model); {accuracy_line(acc)}")
+    print(f"one at a time, DDPM {FULL_CHAIN} steps, our trained networks: {naive_seconds:.2f} s per model (timed on "
+          f"{args.naive_models}), {naive_seconds * n:.1f} s for {n} models; {accuracy_line(naive_acc)}")
+    print(f"one at a time, DDPM {FULL_CHAIN} steps, the authors' v2 sizes ({sizes(paper)}; UNTRAINED, timing only: "
+          f"the time does not depend on the weights): {paper_seconds:.2f} s per model (timed on {args.paper_models}), "
+          f"extrapolated x {n}: {paper_seconds * n:.1f} s for {n} models")
+    print(f"speed-up per {n} models over one at a time with DDPM-{FULL_CHAIN} (the authors' networks; our networks), "
+          f"and mean accuracy minus that of DDPM-{FULL_CHAIN} one at a time with our networks (+- 2 standard errors):")
+    naive_stats = summarize(naive_acc)
+    for label, (seconds, acc) in ours.items():
+        stats = summarize(acc)
+        se = standard_error_of_difference(stats, naive_stats)
+        print(f"  {label:36s} {paper_seconds * n / seconds:6.0f}x (goal >= 1,000x); "
+              f"{naive_seconds * n / seconds:4.0f}x; accuracy {stats.mean - naive_stats.mean:+.2f}"
+              + (f" +- {2 * se:.2f} points" if se else " points"))
+    originals = summarize(evaluator.accuracy(params.vectors))
+    print(f"test accuracy of the collected originals: mean {originals.mean:.2f} max {originals.max:.2f} "
+          f"(n={originals.n})")
+    print_peak_memory()
+
+
+def one_at_a_time(pipe: PDiffPipeline, count: int, seed: int) -> tuple[float, torch.Tensor]:
+    """Seconds per model and the vectors of ``count`` models sampled (and decoded) one by one with DDPM-1000."""
+    vectors = []
+
+    def run() -> torch.Tensor:
+        for i in range(count):
+            vectors.append(generate_parameters(pipe, 1, FULL_CHAIN, "ddpm", seed_generator(seed + i), progress=False))
+        return torch.cat(vectors)
+
+    seconds, result = timed(run, warm_up=lambda: generate_parameters(pipe, 1, 1, "ddpm", progress=False))
+    return seconds / count, result
+
+
+def timed(fn: Callable[[], torch.Tensor], warm_up: Callable[[], object]) -> tuple[float, torch.Tensor]:
+    """Seconds ``fn`` takes and its result, after ``warm_up`` (one step of the same shapes): one-off costs
+    (allocations, kernel selection for the shapes) are nobody's per-model time."""
+    warm_up()
     start = time.perf_counter()
-    batched = pipe(num_models=args.num_models, num_inference_steps=50, output_type="pt",
-                   generator=torch.Generator().manual_seed(args.seed)).parameters
-    batched_seconds = time.perf_counter() - start
+    result = fn()
+    return time.perf_counter() - start, result
 
-    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    naive, start = [], time.perf_counter()
-    for i in range(args.naive_models):
-        naive.append(pipe(num_models=1, num_inference_steps=1000, output_type="pt",
-                          generator=torch.Generator().manual_seed(args.seed + i)).parameters)
-    per_model = (time.perf_counter() - start) / args.naive_models
 
-    batched_acc, naive_acc = evaluator.accuracy(batched), evaluator.accuracy(torch.cat(naive))
-    originals = summarize(evaluator.accuracy(params.vectors).double().numpy())
-    print(f"threads: {torch.get_num_threads()}")
-    print(f"batched DDIM-50, {args.num_models} models: {batched_seconds:.2f} s "
-          f"({1000 * batched_seconds / args.num_models:.1f} ms per model)")
-    print(f"one at a time DDPM-1000: {per_model:.2f} s per model (timed on {args.naive_models}); "
-          f"{per_model * args.num_models:.1f} s for {args.num_models} models")
-    print(f"speed-up: {per_model * args.num_models / batched_seconds:.0f}x")
-    for name, acc in (("batched DDIM-50", batched_acc), ("one at a time DDPM-1000", naive_acc)):
-        s = summarize(acc.double().numpy())
-        print(f"test accuracy, {name:24s}: mean {s['mean']:.2f} median {s['median']:.2f} std {s['std']:.2f} "
-              f"min {s['min']:.2f} max {s['max']:.2f} (n={s['n']})")
-    print(f"test accuracy, originals               : mean {originals['mean']:.2f} max {originals['max']:.2f}")
+def seed_generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def sizes(pipe: PDiffPipeline) -> str:
+    count = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in ("autoencoder", "denoiser")}
+    return f"autoencoder {count['autoencoder']:,} parameters, denoiser {count['denoiser']:,}"
+
+
+def accuracy_line(acc: torch.Tensor) -> str:
+    s = summarize(acc)
+    return (f"test accuracy mean {s.mean:.2f} median {s.median:.2f} std {s.std:.2f} min {s.min:.2f} max {s.max:.2f} "
+            f"(n={s.n})")
 
 
 if __name__ == "__main__":

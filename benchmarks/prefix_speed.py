@@ -30,6 +30,7 @@ from typing import Any
 
 import timm
 import torch
+from resources import print_peak_memory
 
 from pdiff_hub.core.layout import ParameterLayout
 from pdiff_hub.engine.batching import auto_method
@@ -129,6 +130,7 @@ def main() -> None:
             f" | max |acc diff| {(acc - acc_naive).abs().max().item():.6f}"
             f" | differing predictions {(pred != pred_naive).sum().item()}"
         )
+    print_peak_memory()
 
 
 if __name__ == "__main__":

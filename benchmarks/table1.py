@@ -16,7 +16,8 @@ an interrupted training step resumes from its last checkpoint.
 ``eval/`` (the README's layout) and runs nothing for it: while ``DIR/eval/metrics.json`` does not exist yet (someone
 else's run in progress), the recipe is listed as missing under the table.
 
-For every step the command, its seed(s), its wall time and whether it ran or was reused are recorded in
+For every step the command, its seed(s), its wall time, its peak resident memory (of the step's processes, as
+``/usr/bin/time`` reports it) and whether it ran or was reused are recorded in
 ``OUT/<recipe>/steps.json``. At the end ``OUT/table1.json`` (every row's numbers and steps) and ``OUT/table1.md``
 (the combined table) are written and the table is printed. Columns, all test accuracy in percent: original /
 ensemble / p-diff best (the model chosen on validation) and mean; the mean of each of the critique's baselines
@@ -41,6 +42,10 @@ from pathlib import Path
 import yaml
 
 from pdiff_hub.recipes.config import add_recipe_arguments, load_recipe, recipe_from_dict, recipe_overrides
+
+# The benchmarks' shared helpers lie next to this file; the tests load it by its path, without benchmarks/ on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from resources import print_peak_memory, run_with_peak_rss  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,10 +189,11 @@ def run_recipe(recipe: str, out: Path, reuse_dir: Path | None, overrides: dict[s
             print(f"[{name}] {step}: {entry['command']}", flush=True)
             start = time.perf_counter()
             with log.open("w") as f:
-                result = subprocess.run(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
-            entry.update(status="ran", wall_s=round(time.perf_counter() - start, 1), returncode=result.returncode,
-                         log=str(log))
-            print(f"[{name}] {step}: {entry['wall_s']} s, exit {result.returncode}", flush=True)
+                returncode, peak_gb = run_with_peak_rss(command, cwd=REPO, env=env, stdout=f,
+                                                        stderr=subprocess.STDOUT)
+            entry.update(status="ran", wall_s=round(time.perf_counter() - start, 1), returncode=returncode,
+                         peak_rss_gb=round(peak_gb, 2), log=str(log))
+            print(f"[{name}] {step}: {entry['wall_s']} s, peak RSS {peak_gb:.2f} GB, exit {returncode}", flush=True)
         record["steps"][step] = entry
         record_path.write_text(json.dumps(record, indent=1))
         if entry.get("returncode", 0) != 0:
@@ -318,6 +324,7 @@ def main(args: argparse.Namespace) -> None:
                                                  "records": records, "failures": failures}, indent=1))
     print(markdown)
     print(f"-> {out / 'table1.md'}, {out / 'table1.json'}")
+    print_peak_memory()
 
 
 if __name__ == "__main__":

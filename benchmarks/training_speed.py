@@ -5,26 +5,20 @@
 
 Prints steps per second of the autoencoder stage and of the diffusion stage (after a few warm-up steps), and the
 time the recipe's step counts therefore take, for the recipe's networks and, in the same run, for networks of the
-authors' v2 sizes (the ratio). The same one-step functions as ``scripts/train.py`` are used.
+authors' v2 sizes (``paper_networks.py``; the ratio). The same one-step functions as ``scripts/train.py`` are used.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import torch
+from paper_networks import paper_sized
+from resources import print_peak_memory
 
 from pdiff_hub.data.parameters import ParameterDataset
-from pdiff_hub.recipes.config import (
-    AutoencoderConfig,
-    DenoiserConfig,
-    Recipe,
-    add_recipe_arguments,
-    load_recipe,
-    recipe_from_args,
-)
+from pdiff_hub.recipes.config import Recipe, add_recipe_arguments, load_recipe, recipe_from_args
 from pdiff_hub.training.objectives import (
     autoencoder_loss,
     build_autoencoder,
@@ -60,13 +54,11 @@ def main() -> None:
     params = ParameterDataset.load(args.param_dataset)
     print(f"threads: {torch.get_num_threads()}; parameter vectors: {tuple(params.vectors.shape)}")
     ours = measure(recipe, params, args.steps, "recipe")
-    # The components' defaults are the authors' v2 sizes: autoencoder channels 64/128/256 with a 128-value latent,
-    # the 8-layer 1D CNN denoiser.
-    paper = dataclasses.replace(recipe, autoencoder=AutoencoderConfig(), denoiser=DenoiserConfig())
-    theirs = measure(paper, params, args.steps, "paper-sized")
+    theirs = measure(paper_sized(recipe), params, args.steps, "paper-sized")
     for stage in ("autoencoder", "denoiser"):
         print(f"{stage}: the recipe's network trains {ours[stage] / theirs[stage]:.1f}x as many steps/s as the "
               "paper-sized one")
+    print_peak_memory()
 
 
 def measure(recipe: Recipe, params: ParameterDataset, steps: int, label: str) -> dict[str, float]:
