@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pdiff_hub.engine.fitting import fit_generated_parameters
-from pdiff_hub.engine.one_pixel import CentreTapConv, pixel_tap
+from pdiff_hub.engine.one_pixel import CentreTapConv, OnePixelPool, pixel_tap
 from pdiff_hub.engine.split import FrozenPrefixSplit
 
 from .nets import ATOL, images, layout_of, mlp, norm_names, perturbations
@@ -35,6 +35,7 @@ def test_resnet18_layer4_conv2_becomes_its_centre_tap_and_predicts_the_same() ->
     before, conv2 = _state(model), model.layer4[1].conv2
     default, fast = _splits(model, names, x)
     assert default.one_pixel_convs == () and "one_pixel" not in default.suffix.code
+    assert default.one_pixel_pools == () and fast.one_pixel_pools == ("global_pool.pool",)  # the identity on 1x1
     # conv1 feeds the generated bn1: it is in the prefix (its output is the frontier), not in the suffix
     assert fast.one_pixel_convs == ("layer4.1.conv2",)
     assert "layer4_1_conv1" in fast.frontier_names
@@ -83,9 +84,9 @@ def test_maps_larger_than_one_pixel_are_left_alone() -> None:
     names = norm_names(["layer4.0.bn1", "layer4.0.bn2"])
     big = torch.nn.functional.interpolate(x, size=64)  # layer4's maps are 2x2
     split = FrozenPrefixSplit.from_model(model, names, example_input=big[:3], one_pixel_convs=True)
-    assert split.is_split and split.one_pixel_convs == ()
+    assert split.is_split and split.one_pixel_convs == () and split.one_pixel_pools == ()
     small = FrozenPrefixSplit.from_model(model, names, example_input=x[:3], one_pixel_convs=True)
-    assert small.one_pixel_convs == ("layer4.0.conv2",)
+    assert small.one_pixel_convs == ("layer4.0.conv2",) and small.one_pixel_pools == ("global_pool.pool",)
     with torch.no_grad():  # a split built for 1x1 maps refuses larger ones instead of computing something else
         frontier = small.prefix(big[:2])
         try:
@@ -94,6 +95,10 @@ def test_maps_larger_than_one_pixel_are_left_alone() -> None:
             assert "layer4.0.conv2" in str(err) and "one_pixel_convs" in str(err)
         else:
             raise AssertionError("a 2x2 map went through the centre tap")
+    pool = small.suffix.get_submodule("one_pixel.global_pool_pool")
+    assert isinstance(pool, OnePixelPool) and torch.equal(pool(frontier[0][:, :, :1, :1]), frontier[0][:, :, :1, :1])
+    with pytest.raises(ValueError, match="global_pool.pool was dropped for 1x1 maps"):
+        pool(frontier[0])  # the pool of a 2x2 map is not the identity
 
 
 class _Convs(nn.Module):

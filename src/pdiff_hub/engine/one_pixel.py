@@ -22,7 +22,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
-__all__ = ["CentreTapConv", "one_pixel_suffix", "pixel_tap"]
+__all__ = ["CentreTapConv", "OnePixelPool", "one_pixel_suffix", "pixel_tap"]
 
 
 class CentreTapConv(nn.Module):
@@ -66,6 +66,32 @@ class CentreTapConv(nn.Module):
     def extra_repr(self) -> str:
         bias = self.bias is not None
         return f"source={self.source!r}, tap={self.tap}, weight={tuple(self.weight.shape)}, bias={bias}"
+
+
+class OnePixelPool(nn.Module):
+    """A global pool of a 1x1 map: the identity (it only checks the map size).
+
+    Attributes:
+        source: Name of the replaced pool in the model.
+    """
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` itself.
+
+        Raises:
+            ValueError: If the map is not 1x1 (the split was built for another input size).
+        """
+        if x.shape[-2:] != (1, 1):
+            raise ValueError(f"{self.source} was dropped for 1x1 maps but got a {tuple(x.shape[-2:])} map; build the "
+                             "split without one_pixel_convs for this input size")
+        return x
+
+    def extra_repr(self) -> str:
+        return f"source={self.source!r}"
 
 
 def pixel_tap(conv: nn.Conv2d) -> tuple[int, int] | None:
@@ -114,10 +140,24 @@ def _replaceable(module: nn.Module, generated: set[int]) -> bool:
     )
 
 
+def _identity_pool(module: nn.Module, node: fx.Node, x_shape: torch.Size, y_shape: torch.Size) -> bool:
+    """A plain, hook-free adaptive pool from a 1x1 map to a 1x1 map, the only reader of its input (no aliasing)."""
+    return (
+        type(module) in (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+        and not (module._forward_hooks or module._forward_pre_hooks)
+        and len(x_shape) >= 3 and x_shape[-2:] == (1, 1) and y_shape == x_shape
+        and len(node.args[0].users) == 1
+    )
+
+
 def one_pixel_suffix(
     suffix: fx.GraphModule, frontier: Sequence[Tensor], param_names: Sequence[str]
-) -> tuple[fx.GraphModule, tuple[str, ...]]:
+) -> tuple[fx.GraphModule, tuple[str, ...], tuple[str, ...]]:
     """The suffix with every frozen convolution that only sees 1x1 maps run as a 1x1 convolution.
+
+    Global pools of 1x1 maps (timm's ``global_pool.pool``, an ``nn.AdaptiveAvgPool2d(1)``) are the identity: they
+    become a :class:`OnePixelPool` (exactly the same values; about a tenth of resnet18's suffix time at 32x32 goes to
+    the pool otherwise).
 
     Args:
         suffix: A split's suffix (``*frontier`` -> output), sharing modules with the model.
@@ -125,16 +165,25 @@ def one_pixel_suffix(
         param_names: The generated parameters (never replaced: they are swapped in by name).
 
     Returns:
-        A new suffix (the given one when nothing is replaced; it is never modified) and the model names of the
-        replaced convolutions, in graph order. The new suffix shares every other module with the model.
+        A new suffix (the given one when nothing is replaced; it is never modified), the model names of the
+        replaced convolutions and those of the replaced pools, in graph order. The new suffix shares every other module
+        with the model.
     """
     generated = {id(suffix.get_parameter(n)) for n in param_names}
     finder = _MapSizes(suffix)
     with torch.no_grad():
         finder.run(*frontier)
     holder, nodes, names = nn.Module(), set(), []
+    pools: dict[fx.Node, str] = {}
     for node, (x_shape, y_shape) in finder.shapes.items():
         module = suffix.get_submodule(node.target)
+        if _identity_pool(module, node, x_shape, y_shape):
+            key = node.target.replace(".", "_")
+            if key not in holder._modules:
+                holder.add_module(key, OnePixelPool(node.target))
+            if holder.get_submodule(key).source == node.target:
+                pools[node] = node.target
+            continue
         tap = pixel_tap(module) if _replaceable(module, generated) else None
         if tap is None or len(x_shape) < 3 or x_shape[-2:] != (1, 1) or y_shape[-2:] != (1, 1):
             continue
@@ -145,8 +194,8 @@ def one_pixel_suffix(
         if key not in holder._modules:  # a module called twice on 1x1 maps is replaced once
             holder.add_module(key, CentreTapConv(module, node.target, tap))
             names.append(node.target)
-    if not names:
-        return suffix, ()
+    if not names and not pools:
+        return suffix, (), ()
     slot = "one_pixel"
     while hasattr(suffix, slot):
         slot += "_"
@@ -156,6 +205,8 @@ def one_pixel_suffix(
     for node, copy in env.items():
         if node in nodes:
             copy.target = f"{slot}.{node.target.replace('.', '_')}"
+        elif node in pools:
+            copy.target = f"{slot}.{node.target.replace('.', '_')}"
     # Built from the suffix with the holder attached for the duration: fx copies only the targets the graph uses,
     # under fresh containers, so neither the model nor the given suffix keeps anything of the change.
     suffix.add_module(slot, holder)
@@ -164,4 +215,4 @@ def one_pixel_suffix(
     finally:
         delattr(suffix, slot)
     simplified.training = suffix.training  # .train() would recurse into the modules shared with the model
-    return simplified, tuple(names)
+    return simplified, tuple(names), tuple(dict.fromkeys(pools.values()))

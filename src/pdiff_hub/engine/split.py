@@ -84,6 +84,7 @@ class FrozenPrefixSplit:
         frontier_names: fx node names of the frontier values (``("input",)`` in the fallback).
         vmap_error: Why :func:`torch.func.vmap` failed on the suffix, if it did (predictions then use the loop).
         one_pixel_convs: Names of the suffix's convolutions run as 1x1 convolutions (``one_pixel_convs=True``).
+        one_pixel_pools: Names of the suffix's global pools of 1x1 maps, run as the identity (``one_pixel_convs=True``).
         kept_tokens: ``(lo, hi)``: the frontier keeps only tokens ``lo..hi-1``, the ones the head reads
             (``class_token=True``), or None.
     """
@@ -107,6 +108,7 @@ class FrozenPrefixSplit:
         self._class_token = False
         self._simplified: FrozenPrefixSplit | None = None
         self.one_pixel_convs: tuple[str, ...] = ()
+        self.one_pixel_pools: tuple[str, ...] = ()
         self.kept_tokens: tuple[int, int] | None = None
         self._halves = halves  # the exact cut, before any fallback or simplification
         if halves is None:
@@ -195,14 +197,14 @@ class FrozenPrefixSplit:
         """Adopt the suffix with one-pixel convolutions replaced if it still reproduces the model on ``x3``."""
         with torch.no_grad(), eval_mode(self.prefix):
             frontier = self.prefix(x3)
-        suffix, replaced = one_pixel_suffix(self.suffix, frontier, self.param_names)
-        if not replaced:
+        suffix, replaced, pools = one_pixel_suffix(self.suffix, frontier, self.param_names)
+        if not replaced and not pools:
             return
         reason = split_error(self.model, self.prefix, suffix, self.frontier_names, self.param_names, x3)
         if reason is not None:  # not expected: the replacement is exact up to rounding
             warnings.warn(f"one_pixel_convs not used ({reason})", stacklevel=3)
             return
-        self.suffix, self.one_pixel_convs = suffix, replaced
+        self.suffix, self.one_pixel_convs, self.one_pixel_pools = suffix, replaced, pools
 
     def _simplify_tokens(self, x3: Tensor) -> None:
         """Adopt the prefix and suffix carrying only the tokens the head reads if they still reproduce the model."""
