@@ -2,7 +2,7 @@
 model at a time through the full 1,000-step DDPM chain, side by side in one run, with the test accuracy of the models.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generation_speed.py --run runs/fashion-mnist-resnet18 \\
-        [--num_models 100] [--fewer_steps 20 10] [--naive_models 10] [--paper_models 3]
+        [--num_models 100] [--fewer_steps 20 10] [--naive_models 20] [--paper_models 3] [--no-bf16]
 
 ``--run`` is a main-job output folder (``pipeline/`` and ``params/``). Three ways are timed, each after a warm-up
 call of the same shape:
@@ -17,13 +17,15 @@ call of the same shape:
   the weights, so they give the authors' time and no accuracy.
 
 One at a time costs the same per model whatever the number of models, so those ways are timed on a few models and
-their time for ``--num_models`` is the time per model times that number (printed as such). Accuracies are on the
-test split of the recipe's dataset.
+their time for ``--num_models`` is the median time per model times that number (printed as such); each batch of
+ours is timed ``--repeats`` times, and the median counts. Accuracies are on the test split of the recipe's dataset.
+Run it with one thread on a shared machine (``OMP_NUM_THREADS=1``); the ratios are what to compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 
@@ -54,6 +56,7 @@ def main() -> None:
                         help="also time ours under torch.autocast(bfloat16), with its accuracy")
     parser.add_argument("--naive_models", type=int, default=20, help="models sampled one at a time, our networks")
     parser.add_argument("--paper_models", type=int, default=3, help="models sampled one at a time, the authors' sizes")
+    parser.add_argument("--repeats", type=int, default=3, help="times each batch of ours (the median is reported)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -72,7 +75,7 @@ def main() -> None:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 seconds, vectors = timed(
                     lambda k=k: generate_parameters(pipe, n, k, sampler, seed_generator(args.seed), progress=False),
-                    warm_up=lambda: generate_parameters(pipe, n, 1, sampler, progress=False))
+                    warm_up=lambda: generate_parameters(pipe, n, 1, sampler, progress=False), repeats=args.repeats)
             label = f"{sampler.upper()} {k} steps" + (", bfloat16 autocast" if bf16 else "")
             ours[label + (" (the recipe's)" if k == steps and not bf16 else "")] = seconds, evaluator.accuracy(vectors)
     naive_seconds, naive = one_at_a_time(pipe, args.naive_models, args.seed)
@@ -83,10 +86,10 @@ def main() -> None:
     print(f"ours, the trained pipeline ({sizes(pipe)}), {n} models in one batch:")
     for label, (seconds, acc) in ours.items():
         print(f"  {label:36s} {seconds:6.2f} s ({1000 * seconds / n:4.1f} ms per model); {accuracy_line(acc)}")
-    print(f"one at a time, DDPM {FULL_CHAIN} steps, our trained networks: {naive_seconds:.2f} s per model (timed on "
+    print(f"one at a time, DDPM {FULL_CHAIN} steps, our trained networks: {naive_seconds:.2f} s per model (median of "
           f"{args.naive_models}), {naive_seconds * n:.1f} s for {n} models; {accuracy_line(naive_acc)}")
     print(f"one at a time, DDPM {FULL_CHAIN} steps, the authors' v2 sizes ({sizes(paper)}; UNTRAINED, timing only: "
-          f"the time does not depend on the weights): {paper_seconds:.2f} s per model (timed on {args.paper_models}), "
+          f"the time does not depend on the weights): {paper_seconds:.2f} s per model (median of {args.paper_models}), "
           f"extrapolated x {n}: {paper_seconds * n:.1f} s for {n} models")
     print(f"speed-up per {n} models over one at a time with DDPM-{FULL_CHAIN} (the authors' networks; our networks), "
           f"and mean accuracy minus that of DDPM-{FULL_CHAIN} one at a time with our networks (+- 2 standard errors):")
@@ -104,25 +107,28 @@ def main() -> None:
 
 
 def one_at_a_time(pipe: PDiffPipeline, count: int, seed: int) -> tuple[float, torch.Tensor]:
-    """Seconds per model and the vectors of ``count`` models sampled (and decoded) one by one with DDPM-1000."""
-    vectors = []
+    """The median seconds per model and the vectors of ``count`` models sampled (and decoded) one by one with
+    DDPM-1000."""
+    generate_parameters(pipe, 1, 1, "ddpm", progress=False)  # warm-up: see timed()
+    seconds, vectors = [], []
+    for i in range(count):
+        start = time.perf_counter()
+        vectors.append(generate_parameters(pipe, 1, FULL_CHAIN, "ddpm", seed_generator(seed + i), progress=False))
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), torch.cat(vectors)
 
-    def run() -> torch.Tensor:
-        for i in range(count):
-            vectors.append(generate_parameters(pipe, 1, FULL_CHAIN, "ddpm", seed_generator(seed + i), progress=False))
-        return torch.cat(vectors)
 
-    seconds, result = timed(run, warm_up=lambda: generate_parameters(pipe, 1, 1, "ddpm", progress=False))
-    return seconds / count, result
-
-
-def timed(fn: Callable[[], torch.Tensor], warm_up: Callable[[], object]) -> tuple[float, torch.Tensor]:
-    """Seconds ``fn`` takes and its result, after ``warm_up`` (one step of the same shapes): one-off costs
-    (allocations, kernel selection for the shapes) are nobody's per-model time."""
+def timed(fn: Callable[[], torch.Tensor], warm_up: Callable[[], object], repeats: int) -> tuple[float, torch.Tensor]:
+    """The median seconds of ``repeats`` calls of ``fn`` (each gives the same result) and its result, after
+    ``warm_up`` (one step of the same shapes): one-off costs (allocations, kernel selection for the shapes) are
+    nobody's per-model time, and the median keeps a burst of another process's work out of a figure of seconds."""
     warm_up()
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), result
 
 
 def seed_generator(seed: int) -> torch.Generator:
