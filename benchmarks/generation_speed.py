@@ -32,6 +32,7 @@ from collections.abc import Callable
 import torch
 from paper_networks import paper_pipeline
 from resources import print_peak_memory
+from torch.utils.flop_counter import FlopCounterMode
 
 from pdiff_hub import PDiffPipeline
 from pdiff_hub.data.images import load_recipe_splits
@@ -77,29 +78,32 @@ def main() -> None:
                     lambda k=k: generate_parameters(pipe, n, k, sampler, seed_generator(args.seed), progress=False),
                     warm_up=lambda: generate_parameters(pipe, n, 1, sampler, progress=False), repeats=args.repeats)
             label = f"{sampler.upper()} {k} steps" + (", bfloat16 autocast" if bf16 else "")
-            ours[label + (" (the recipe's)" if k == steps and not bf16 else "")] = seconds, evaluator.accuracy(vectors)
+            label += " (the recipe's)" if k == steps and not bf16 else ""
+            ours[label] = k, seconds, evaluator.accuracy(vectors)
     naive_seconds, naive = one_at_a_time(pipe, args.naive_models, args.seed)
     naive_acc = evaluator.accuracy(naive)
     paper = paper_pipeline(recipe, params)
     paper_seconds, _ = one_at_a_time(paper, args.paper_models, args.seed)
 
     print(f"ours, the trained pipeline ({sizes(pipe)}), {n} models in one batch:")
-    for label, (seconds, acc) in ours.items():
+    for label, (_, seconds, acc) in ours.items():
         print(f"  {label:36s} {seconds:6.2f} s ({1000 * seconds / n:4.1f} ms per model); {accuracy_line(acc)}")
     print(f"one at a time, DDPM {FULL_CHAIN} steps, our trained networks: {naive_seconds:.2f} s per model (median of "
           f"{args.naive_models}), {naive_seconds * n:.1f} s for {n} models; {accuracy_line(naive_acc)}")
     print(f"one at a time, DDPM {FULL_CHAIN} steps, the authors' v2 sizes ({sizes(paper)}; UNTRAINED, timing only: "
           f"the time does not depend on the weights): {paper_seconds:.2f} s per model (median of {args.paper_models}), "
           f"extrapolated x {n}: {paper_seconds * n:.1f} s for {n} models")
-    print(f"speed-up per {n} models over one at a time with DDPM-{FULL_CHAIN} (the authors' networks; our networks), "
-          f"and mean accuracy minus that of DDPM-{FULL_CHAIN} one at a time with our networks (+- 2 standard errors):")
+    paper_flops = flops_per_model(paper, FULL_CHAIN)
+    print(f"speed-up per {n} models over one at a time with DDPM-{FULL_CHAIN}: with the authors' networks (and the "
+          f"ratio of floating-point operations per model, {paper_flops / 1e9:.1f} GFLOP theirs), with our networks; "
+          f"mean accuracy minus that of DDPM-{FULL_CHAIN} one at a time with our networks (+- 2 standard errors):")
     naive_stats = summarize(naive_acc)
-    for label, (seconds, acc) in ours.items():
+    for label, (k, seconds, acc) in ours.items():
         stats = summarize(acc)
         se = standard_error_of_difference(stats, naive_stats)
-        print(f"  {label:36s} {paper_seconds * n / seconds:6.0f}x (goal >= 1,000x); "
-              f"{naive_seconds * n / seconds:4.0f}x; accuracy {stats.mean - naive_stats.mean:+.2f}"
-              + (f" +- {2 * se:.2f} points" if se else " points"))
+        print(f"  {label:36s} {paper_seconds * n / seconds:6.0f}x (goal >= 1,000x; FLOPs "
+              f"{paper_flops / flops_per_model(pipe, k):5.0f}x); {naive_seconds * n / seconds:4.0f}x; accuracy "
+              f"{stats.mean - naive_stats.mean:+.2f}" + (f" +- {2 * se:.2f} points" if se else " points"))
     originals = summarize(evaluator.accuracy(params.vectors))
     print(f"test accuracy of the collected originals: mean {originals.mean:.2f} max {originals.max:.2f} "
           f"(n={originals.n})")
@@ -129,6 +133,16 @@ def timed(fn: Callable[[], torch.Tensor], warm_up: Callable[[], object], repeats
         result = fn()
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds), result
+
+
+def flops_per_model(pipe: PDiffPipeline, steps: int) -> float:
+    """Floating-point operations of sampling one model: ``steps`` denoiser calls and one decoding."""
+    latent = torch.zeros(1, 1, pipe.denoiser.config.latent_dim)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        pipe.denoiser(latent, torch.tensor(0))
+        per_step = counter.get_total_flops()
+        pipe.autoencoder.decode(latent)
+    return steps * per_step + counter.get_total_flops() - per_step
 
 
 def seed_generator(seed: int) -> torch.Generator:
