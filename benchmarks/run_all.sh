@@ -15,6 +15,8 @@ echo "== generation: batched DDIM vs one-at-a-time DDPM-1000, our networks and t
 "$PY" benchmarks/generation_speed.py --run "$RUN"
 echo "== evaluation: cached frozen prefix vs naive full models"
 "$PY" benchmarks/evaluation_speed.py
+echo "== evaluate.py as a whole (start-up, figures, t-SNE) vs the naive way extrapolated to its vectors (goal >= 100x)"
+"$PY" benchmarks/evaluation_speed.py --whole "$RUN"
 "$PY" benchmarks/prefix_speed.py
 if [ -f benchmarks/flop_floor.py ]; then
     echo "== evaluation at the FLOP floor: multiply-adds per vector, GFLOP/s vs this machine's matmul peak"

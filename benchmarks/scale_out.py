@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from resources import print_peak_memory
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = "digits-mlp"
 
@@ -311,6 +313,7 @@ def main() -> None:
         print(f"\n{step}: " + "; ".join(f"{n} proc: {t.notes}" for n, t in results[step].items()))
         for line in LIMITS.get(step, lambda a, r: [])(args, results[step]):
             print(f"  {line}")
+    print_peak_memory()
 
 
 if __name__ == "__main__":
