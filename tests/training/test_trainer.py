@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 
 from pdiff_hub import PDiffPipeline, TargetModel
 from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
@@ -133,3 +134,17 @@ def test_a_task_family_trains_on_two_processes(tmp_path):
     pipe = PDiffPipeline.from_pretrained(tmp_path / "out")
     assert pipe.denoiser.config.condition_dim == 10 and pipe.condition_info["held_out_conditions"] == HELDOUT
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["num_processes"] == 2
+
+
+@pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
+def test_the_launch_mixed_precision_is_used_and_recorded(tmp_path, monkeypatch, mixed_precision):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", mixed_precision)  # what `accelerate launch --mixed_precision` sets
+    AcceleratorState._reset_state(reset_partial_state=True)  # a process-wide singleton: an earlier test's settings
+    recipe = family_recipe()
+    trainer = PDiffTrainer(recipe, family_params(recipe), tmp_path / "out", report_to="none")
+    result = trainer.train()
+    assert result.mixed_precision == mixed_precision
+    assert trainer.accelerator.native_amp == (mixed_precision == "bf16")  # the models' forward runs under autocast
+    metrics = run_metrics(recipe, family_params(recipe), result, evaluate=False)
+    assert metrics.get("mixed_precision", "no") == mixed_precision
+    AcceleratorState._reset_state(reset_partial_state=True)  # later tests start from their own launch settings

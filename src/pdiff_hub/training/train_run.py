@@ -70,14 +70,16 @@ def reconstruction_evaluator(recipe: Recipe, params: ParameterDataset) -> Parame
 def run_metrics(recipe: Recipe, params: ParameterDataset, result: TrainingResult, *, evaluate: bool) -> dict:
     """What ``metrics.json`` records: final losses, training time, and (``evaluate``) the reconstruction accuracy.
 
-    The process count is recorded when it is more than one: the weights depend on it (each process draws its own
-    noise). For a task family the accuracies are each checkpoint's on its own binary task, originals and
+    The process count is recorded when it is more than one, and accelerate's mixed precision when it is not ``"no"``:
+    the weights depend on them (each process draws its own noise; bfloat16 rounds). For a task family the accuracies are each checkpoint's on its own binary task, originals and
     reconstructions alike, and ``reconstruction_accuracy_kind`` says so (``"per_task"``).
     """
     metrics = {"final_losses": result.final_losses, "train_seconds": round(result.train_seconds, 1),
                "num_checkpoints": len(params.vectors)}
     if result.num_processes > 1:
         metrics["num_processes"] = result.num_processes
+    if result.mixed_precision != "no":
+        metrics["mixed_precision"] = result.mixed_precision
     if evaluate:
         evaluator = reconstruction_evaluator(recipe, params)
         metrics.update(reconstruction_accuracy(result.pipeline.autoencoder, params.vectors, evaluator, params.tasks))

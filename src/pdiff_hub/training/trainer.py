@@ -68,12 +68,14 @@ class TrainingResult:
         final_losses: the last loss of each stage, by stage name (of the global batch: the mean over processes).
         train_seconds: wall time of the training loop in this process (a resumed run counts only its own part).
         num_processes: how many processes trained it.
+        mixed_precision: accelerate's mixed precision (``"no"``, ``"bf16"``, ``"fp16"``), as launched.
     """
 
     pipeline: PDiffPipeline
     final_losses: dict[str, float]
     train_seconds: float
     num_processes: int = 1
+    mixed_precision: str = "no"
 
 
 def check_recipe_matches(recipe: Recipe, target: TargetModel) -> None:
@@ -292,7 +294,8 @@ class PDiffTrainer:
         accelerator.end_training()
         if not accelerator.is_main_process:
             return None
-        return TrainingResult(self.final_pipeline(), losses, train_seconds, self.num_processes)
+        return TrainingResult(self.final_pipeline(), losses, train_seconds, self.num_processes,
+                              str(accelerator.mixed_precision))
 
     def _rows(self, num_rows: int, batch_size: int, step: int) -> torch.Tensor:
         """The rows of this process's batch at ``step``: the global generator's draw in a 1-process run, as it always
