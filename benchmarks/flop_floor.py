@@ -30,14 +30,7 @@ Usage::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flop_floor.py [--images 2000] [--vectors 20]
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flop_floor.py --agreement [--vectors 20]
 
-Measured (2026-12-01, defaults: 20 vectors x 2,000 images; one thread on a 2-core machine shared with 2-3 other jobs,
-so the figures are the best of 3): MACs per image per vector exact -> simplified: resnet18 2.36 M -> 0.267 M,
-convnext_atto 0.82 M -> 0.82 M (its 1x1 convolutions become matrix products), vit_tiny 19.2 M -> 0.297 M (class
-token only). Against a 101-107 GFLOP/s matmul peak: resnet18 66.7 GFLOP/s (1.60x the floor), convnext_atto 73.4
-(1.44x), vit_tiny 63.7 (1.59x); per vector 180x, 47x and 367x faster than the naive way (prefix excluded). The loop
-beat vmap over all 20 vectors in every family (0.21 vs 0.44 s, 0.87 vs 1.52 s, 0.42 vs 0.74 s). Peak RSS 1.2-1.7 GB
-per family. ``--agreement`` (20 vectors x 15,000 images per family): 300,000 of 300,000 predictions identical in
-each family, accuracy difference 0.
+The figures of record, with the command and date, are in benchmarks/README.md.
 """
 
 from __future__ import annotations

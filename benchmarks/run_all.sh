@@ -18,10 +18,10 @@ echo "== evaluation: cached frozen prefix vs naive full models"
 echo "== evaluate.py as a whole (start-up, figures, t-SNE) vs the naive way extrapolated to its vectors (goal >= 100x)"
 "$PY" benchmarks/evaluation_speed.py --whole "$RUN"
 "$PY" benchmarks/prefix_speed.py
-if [ -f benchmarks/flop_floor.py ]; then
-    echo "== evaluation at the FLOP floor: multiply-adds per vector, GFLOP/s vs this machine's matmul peak"
-    "$PY" benchmarks/flop_floor.py
-fi
+echo "== evaluation at the FLOP floor: multiply-adds per vector, GFLOP/s vs this machine's matmul peak"
+"$PY" benchmarks/flop_floor.py
+echo "== base training: images per second vs the matmul peak (channels_last, bfloat16, larger steps)"
+"$PY" benchmarks/base_training.py
 echo "== training: steps per second of both stages"
 "$PY" benchmarks/training_speed.py --param_dataset "$RUN/params"
 echo "== scale-out: 1 vs 2 processes (digits-mlp)"

@@ -5,7 +5,9 @@
 
 Prints steps per second of the autoencoder stage and of the diffusion stage (after a few warm-up steps), and the
 time the recipe's step counts therefore take, for the recipe's networks and, in the same run, for networks of the
-authors' v2 sizes (``paper_networks.py``; the ratio). The same one-step functions as ``scripts/train.py`` are used.
+authors' v2 sizes (``paper_networks.py``; the ratio), and for the recipe's networks under bfloat16 autocast (what
+``accelerate launch --mixed_precision bf16`` runs; the ratio to float32). The same one-step functions as
+``scripts/train.py`` are used.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from pdiff_hub.training.objectives import (
 )
 
 
-def steps_per_second(model: torch.nn.Module, loss_fn, steps: int, lr: float) -> float:
+def steps_per_second(model: torch.nn.Module, loss_fn, steps: int, lr: float, bf16: bool = False) -> float:
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     for i in range(steps + 5):
         if i == 5:
             start = time.perf_counter()
-        loss = loss_fn()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -55,13 +58,14 @@ def main() -> None:
     print(f"threads: {torch.get_num_threads()}; parameter vectors: {tuple(params.vectors.shape)}")
     ours = measure(recipe, params, args.steps, "recipe")
     theirs = measure(paper_sized(recipe), params, args.steps, "paper-sized")
+    bf16 = measure(recipe, params, args.steps, "recipe, bf16 autocast", bf16=True)
     for stage in ("autoencoder", "denoiser"):
         print(f"{stage}: the recipe's network trains {ours[stage] / theirs[stage]:.1f}x as many steps/s as the "
-              "paper-sized one")
+              f"paper-sized one; bfloat16 autocast {bf16[stage] / ours[stage]:.2f}x as many as float32")
     print_peak_memory()
 
 
-def measure(recipe: Recipe, params: ParameterDataset, steps: int, label: str) -> dict[str, float]:
+def measure(recipe: Recipe, params: ParameterDataset, steps: int, label: str, bf16: bool = False) -> dict[str, float]:
     """Steps per second of both stages for ``recipe``'s networks and batch sizes; prints them."""
     t = recipe.train
     vectors = params.vectors
@@ -74,10 +78,10 @@ def measure(recipe: Recipe, params: ParameterDataset, steps: int, label: str) ->
     rates = {
         "autoencoder": steps_per_second(
             autoencoder, lambda: autoencoder_loss(autoencoder, sample_batch(vectors, t.autoencoder_batch_size)),
-            steps, t.autoencoder_lr),
+            steps, t.autoencoder_lr, bf16),
         "denoiser": steps_per_second(
             denoiser, lambda: diffusion_loss(denoiser, scheduler, sample_batch(latents, t.diffusion_batch_size)),
-            steps, t.diffusion_lr),
+            steps, t.diffusion_lr, bf16),
     }
     for stage, model, batch, total in (("autoencoder", autoencoder, t.autoencoder_batch_size, t.autoencoder_steps),
                                        ("denoiser", denoiser, t.diffusion_batch_size, t.diffusion_steps)):
