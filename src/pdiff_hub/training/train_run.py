@@ -71,8 +71,9 @@ def run_metrics(recipe: Recipe, params: ParameterDataset, result: TrainingResult
     """What ``metrics.json`` records: final losses, training time, and (``evaluate``) the reconstruction accuracy.
 
     The process count is recorded when it is more than one, and accelerate's mixed precision when it is not ``"no"``:
-    the weights depend on them (each process draws its own noise; bfloat16 rounds). For a task family the accuracies are each checkpoint's on its own binary task, originals and
-    reconstructions alike, and ``reconstruction_accuracy_kind`` says so (``"per_task"``).
+    the weights depend on them (each process draws its own noise; bfloat16 rounds). For a task family the accuracies
+    are each checkpoint's on its own binary task, originals and reconstructions alike, and
+    ``reconstruction_accuracy_kind`` says so (``"per_task"``).
     """
     metrics = {"final_losses": result.final_losses, "train_seconds": round(result.train_seconds, 1),
                "num_checkpoints": len(params.vectors)}
