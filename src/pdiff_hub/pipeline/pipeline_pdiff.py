@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..models.denoiser import LatentDenoiser
 from ..models.target import TargetModel
 from .folder import COMPONENTS, RECORD_FILE, check_pipeline_folder, check_recorded_checksums, weight_checksums
 
-__all__ = ["PDiffPipeline", "PDiffPipelineOutput"]
+__all__ = ["PDiffPipeline", "PDiffPipelineOutput", "accuracy_conditions"]
 
 # Pipelines saved before the target moved into pdiff_hub.models name its old module in model_index.json. diffusers
 # looks a component's module up among the imported ones (it never imports a name read from a file), so the old name
@@ -62,7 +63,9 @@ class PDiffPipeline(DiffusionPipeline):
         scheduler: a diffusers scheduler, DDPM with the paper's schedule; DDIM via ``DDIMScheduler.from_config``.
 
     A pipeline whose denoiser has ``condition_dim`` > 0 is conditional: it generates models for given conditions (task
-    codes, say), with classifier-free guidance, and :attr:`condition_info` says what its conditions mean.
+    codes, say), with classifier-free guidance, and :attr:`condition_info` says what its conditions mean. One trained
+    with ``train.accuracy_prompt`` (``condition_info["kind"] == "accuracy"``) takes accuracies to aim at:
+    ``pipe(num_models=10, accuracy=[91.0, 92.5])``.
 
     Example:
         ```py
@@ -135,6 +138,7 @@ class PDiffPipeline(DiffusionPipeline):
         return_dict: bool = True,
         condition: torch.Tensor | Sequence[Sequence[float]] | None = None,
         guidance_scale: float = 1.0,
+        accuracy: float | Sequence[float] | None = None,
     ) -> PDiffPipelineOutput | tuple:
         """Generate ``num_models`` networks (per condition), all sampled in one batch.
 
@@ -152,6 +156,11 @@ class PDiffPipeline(DiffusionPipeline):
             guidance_scale: classifier-free guidance ``s``: the noise prediction is
                 ``eps_uncond + s * (eps_cond - eps_uncond)``; 1 (default) is the conditional prediction alone, 0 the
                 unconditional one; other values run both, in one batch.
+            accuracy: accuracy-conditioned pipelines only (trained with ``train.accuracy_prompt``): C validation
+                accuracies in percent to aim at, a number or a list, instead of ``condition``; each becomes the
+                condition ``(accuracy - accuracy_mean) / accuracy_std`` of :attr:`condition_info` (the output's
+                ``conditions`` are these standardized values). A warning says when one lies more than 2 standard
+                deviations outside the checkpoints' accuracies (the denoiser extrapolates there).
 
         Example:
             ```py
@@ -168,6 +177,10 @@ class PDiffPipeline(DiffusionPipeline):
         self.denoiser.eval()
         device, dtype = self._execution_device, self.denoiser.dtype
         condition_dim = self.denoiser.config.condition_dim
+        if accuracy is not None:
+            if condition is not None:
+                raise ValueError("Give either accuracy= or condition=, not both: accuracy= becomes the condition")
+            condition = accuracy_conditions(self.condition_info, accuracy)
         if not condition_dim and (condition is not None or guidance_scale != 1):
             raise ValueError("This pipeline is unconditional (its denoiser has condition_dim 0): it takes no "
                              "condition or guidance_scale")
@@ -307,6 +320,36 @@ class PDiffPipeline(DiffusionPipeline):
                 "```python\nimport torch\nfrom pdiff_hub import PDiffPipeline\n\n"
                 f'pipe = PDiffPipeline.from_pretrained("{repo_id}")\n'
                 "out = pipe(num_models=10, generator=torch.Generator().manual_seed(0))\n```\n")
+
+
+def accuracy_conditions(condition_info: dict, accuracy: float | Sequence[float]) -> torch.Tensor:
+    """Accuracies in percent as the standardized (C, 1) conditions of an accuracy-conditioned pipeline, whose
+    ``condition_info`` records the mean and standard deviation of its checkpoints' validation accuracies.
+
+    Raises:
+        ValueError: for a pipeline that is not accuracy-conditioned, or accuracies that are not finite numbers.
+    """
+    if condition_info.get("kind") != "accuracy":
+        what = (f"conditioned on {condition_info['description']!r}; give its conditions with condition="
+                if condition_info.get("description") else "not conditioned on accuracy")
+        raise ValueError(f"accuracy= needs a pipeline trained with train.accuracy_prompt; this one is {what}")
+    try:
+        values = torch.as_tensor(accuracy, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"accuracy must be a number or a list of numbers (percent), got {accuracy!r}") from err
+    if values.ndim > 1 or values.numel() == 0:
+        raise ValueError(f"accuracy must be a number or a non-empty list of numbers (percent), got {accuracy!r}")
+    values = values.reshape(-1)
+    if not torch.isfinite(values).all():
+        raise ValueError(f"accuracy must be finite numbers (percent), got {values.tolist()}")
+    mean, std = condition_info["accuracy_mean"], condition_info["accuracy_std"]
+    low, high = condition_info["accuracy_min"], condition_info["accuracy_max"]
+    outside = [a for a in values.tolist() if a < low - 2 * std or a > high + 2 * std]
+    if outside:  # stacklevel: this function <- __call__ <- torch.no_grad's wrapper <- the user's call
+        warnings.warn(f"accuracy {outside} lies more than 2 standard deviations ({std:.3g} points) outside the "
+                      f"checkpoints' validation accuracies [{low:g}, {high:g}]: the denoiser extrapolates there",
+                      stacklevel=4)
+    return ((values - mean) / std).float().unsqueeze(1)
 
 
 def _check_compatible(target: TargetModel, autoencoder: ParameterAutoencoder, denoiser: LatentDenoiser) -> None:

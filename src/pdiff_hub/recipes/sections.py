@@ -110,7 +110,10 @@ class TrainConfig:
     """Both training stages, and the paper's DDPM noise schedule.
 
     ``condition_dropout``: the fraction of a diffusion batch's rows trained with the null condition instead of
-    theirs (classifier-free guidance), for the parameter dataset of a task family; unused without conditions.
+    theirs (classifier-free guidance), for a task family or an accuracy prompt; unused without conditions.
+    ``accuracy_prompt``: condition the denoiser on each checkpoint's validation accuracy, standardized over the
+    checkpoints (the G.pt idea: ``pipe(accuracy=...)`` prompts for an accuracy); off, the paper's unconditional
+    p-diff. Not with a task family, whose condition is its task.
     """
 
     seed: int = setting(0, random_seed())
@@ -121,6 +124,7 @@ class TrainConfig:
     diffusion_lr: float = setting(1e-3, number(0, above=True))
     diffusion_batch_size: int = setting(50, integer(1))
     condition_dropout: float = setting(0.1, number(0, below=1))
+    accuracy_prompt: bool = False
     weight_decay: float = setting(2e-6, number(0))
     lr_scheduler: str = setting("cosine", choice(LR_SCHEDULERS))
     lr_warmup_steps: int = setting(0, integer(0))
@@ -217,6 +221,8 @@ PAIR_RULES = [
      "evaluate.num_inference_steps cannot exceed train.num_train_timesteps"),
     ("tasks.num_train_tasks", "tasks.num_heldout_tasks", lambda a, b: a > 0 or b == 0,
      "held-out tasks need training tasks: tasks.num_heldout_tasks must be 0 when tasks.num_train_tasks is 0"),
+    ("train.accuracy_prompt", "tasks.num_train_tasks", lambda a, b: not (a and b > 0),
+     "a task family is conditioned on its tasks: train.accuracy_prompt must be false when tasks.num_train_tasks > 0"),
 ]
 
 

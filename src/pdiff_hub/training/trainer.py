@@ -2,8 +2,9 @@
 
 Stage 1 trains the :class:`~pdiff_hub.ParameterAutoencoder` on the collected parameter vectors (noise augmentation
 on); stage 2 freezes it, encodes the vectors once and trains the :class:`~pdiff_hub.LatentDenoiser` with the DDPM
-objective. For a task family (a parameter dataset with a condition per row) the denoiser is conditional: each
-latent is trained with its task's condition, ``train.condition_dropout`` of the rows with the null condition
+objective. For a task family (a parameter dataset with a condition per row), or with ``train.accuracy_prompt`` (each
+checkpoint's standardized validation accuracy, :mod:`.conditions`), the denoiser is conditional: each latent is
+trained with its own condition, ``train.condition_dropout`` of the rows with the null condition
 (classifier-free guidance), and the pipeline records what its conditions mean (``condition_info``).
 
 The training state is saved every ``checkpointing_steps`` under ``OUTPUT_DIR/checkpoints/``; a run resumed from one
@@ -44,6 +45,7 @@ from ..models.target import TargetModel
 from ..pipeline import PDiffPipeline
 from ..recipes.config import Recipe
 from .checkpoints import RunCheckpoints, checkpoint_step, load_state, register_ema_checkpointing
+from .conditions import condition_info, task_condition_info, training_conditions
 from .identity import run_identity
 from .objectives import (
     autoencoder_loss,
@@ -109,17 +111,6 @@ def check_task_family(recipe: Recipe, params: ParameterDataset) -> None:
                          "the recipe it was collected with")
 
 
-def task_condition_info(params: ParameterDataset) -> dict:
-    """What a task family's conditions mean, as the pipeline records it (``condition_info``)."""
-    info, split = params.task_info, params.task_split
-    described = {"description": "bit i = 1: class i is a positive class of the binary task",
-                 "num_classes": info["num_classes"]}
-    if info.get("class_names"):
-        described["class_names"] = list(info["class_names"])
-    return {**described, "train_conditions": split.train, "held_out_conditions": split.heldout,
-            "split_seed": info["seed"]}
-
-
 def check_steps(recipe: Recipe) -> None:
     """Both stages train at least one step: a pipeline with an untrained component is never the result of a run.
 
@@ -162,7 +153,8 @@ class PDiffTrainer:
     Args:
         recipe: the recipe; its ``autoencoder``, ``denoiser`` and ``train`` sections are used.
         params: the collected checkpoints; the recipe's target must match theirs. A task family's (with a condition
-            per row) train a conditional denoiser of ``condition_dim`` = its number of classes.
+            per row) train a conditional denoiser of ``condition_dim`` = its number of classes; with
+            ``train.accuracy_prompt``, one of ``condition_dim`` 1 (the standardized validation accuracy).
         output_dir: the run folder: checkpoints go to ``output_dir/checkpoints``, tracker logs to ``output_dir/logs``.
         checkpointing_steps: save the training state every this many steps.
         checkpoints_total_limit: keep at most this many checkpoints.
@@ -172,8 +164,9 @@ class PDiffTrainer:
             saved its own (without it, such checkpoints are refused).
 
     Raises:
-        ValueError: when the recipe's target or tasks do not match the parameter dataset's, a stage has no steps, or the
-            checkpoints folder holds checkpoints of another run or a checkpoint that is refused (UsageError).
+        ValueError: when the recipe's target or tasks do not match the parameter dataset's, a stage has no steps, the
+            checkpoints' accuracies cannot prompt (``train.accuracy_prompt``: all equal), or the checkpoints folder
+            holds checkpoints of another run or a checkpoint that is refused (UsageError).
     """
 
     def __init__(self, recipe: Recipe, params: ParameterDataset, output_dir: str | Path, *,
@@ -182,6 +175,7 @@ class PDiffTrainer:
         check_task_family(recipe, params)
         check_recipe_matches(recipe, params.target)
         check_steps(recipe)
+        conditions = training_conditions(recipe, params)  # refused here, before anything is built or written
         self.recipe, self.params = recipe, params
         self.output_dir = Path(output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
@@ -204,7 +198,7 @@ class PDiffTrainer:
         # The seed comes before the components are built: it decides their initial weights (the same on every rank).
         set_seed(t.seed)
         self.vectors = params.vectors.to(self.accelerator.device)
-        self.conditions = params.conditions.to(self.accelerator.device) if params.is_task_family else None
+        self.conditions = None if conditions is None else conditions.to(self.accelerator.device)
         autoencoder = build_autoencoder(recipe, params.target, params.vectors)
         denoiser = build_denoiser(recipe, 0 if self.conditions is None else self.conditions.shape[1])
         self.scheduler = build_scheduler(recipe)
@@ -351,8 +345,9 @@ class PDiffTrainer:
                                  scheduler=self.scheduler).to("cpu")
         pipeline.register_provenance(param_dataset_fingerprint=self.identity["param_dataset_sha256"],
                                      recipe_hash=self.identity["recipe_sha256"], seed=self.identity["seed"])
-        if self.params.is_task_family:
-            pipeline.register_condition_info(**task_condition_info(self.params))
+        info = condition_info(self.recipe, self.params)
+        if info is not None:
+            pipeline.register_condition_info(**info)
         return pipeline
 
 
