@@ -13,8 +13,10 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from pdiff_hub import PDiffPipeline
-from pdiff_hub.hub import HubUploadError, push_pipeline_to_hub
+from pdiff_hub import PDiffPipeline, TargetModel
+from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
+from pdiff_hub.hub import HubUploadError, pipeline_card, push_pipeline_to_hub
+from pdiff_hub.recipes.config import load_recipe, recipe_from_dict
 
 from .fakes import PIPELINE_CARD, TOKEN, http_error, materialize, snapshot
 
@@ -189,3 +191,49 @@ def test_pipeline_repo_missing_a_component_is_named(loopback_hub, pipeline_dir, 
     loopback_hub.add_repo("hub-test/broken", materialize(commit, tmp_path))
     with pytest.raises(FileNotFoundError, match="Component 'denoiser' is missing"):
         PDiffPipeline.from_pretrained("hub-test/broken", revision="main")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# pipeline_card: what an accuracy-prompted pipeline's card says about its prompt
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _card_inputs(accuracy_prompt: bool):
+    values = load_recipe("digits-mlp").to_dict()
+    values["train"]["accuracy_prompt"] = accuracy_prompt
+    recipe = recipe_from_dict(values)
+    target = TargetModel(recipe.target.model_name, recipe.target.model_kwargs, recipe.target.param_patterns,
+                         image_size=recipe.data.image_size)
+    vectors = target.base_vector() + 0.01 * torch.randn(4, target.layout.num_params)
+    rows = [{"step": i, "seed": 0, "lr": 1e-3, "val_accuracy": a, "test_accuracy": a}
+            for i, a in enumerate([88.5, 90.0, 91.5, 90.0])]
+    return recipe, ParameterDataset(build_parameter_table(vectors, rows), target)
+
+
+def _card(accuracy_prompt: bool) -> str:
+    recipe, params = _card_inputs(accuracy_prompt)
+    metrics = {"final_losses": {"autoencoder": 0.1, "diffusion": 0.2}, "train_seconds": 1.0}
+    return pipeline_card(recipe, params, metrics, "python scripts/train.py", param_dataset="runs/params",
+                         repo_id="org/acc")
+
+
+def test_an_accuracy_prompted_pipeline_card_says_what_its_prompt_means():
+    card = ModelCard(_card(accuracy_prompt=True))
+    assert "accuracy-prompted" in card.data.tags
+    text = " ".join(card.text.split())
+    # mean 90, population std sqrt(1.125) = 1.061; the checkpoints' range 88.5 to 91.5
+    assert ("Each of the 4 collected checkpoints was shown to it with its own validation accuracy (88.50% to 91.50%), "
+            "standardized as `(accuracy - 90) / 1.061`") in text
+    assert "out = pipe(num_models=10, accuracy=91.5)" in text
+    assert "out = pipe(num_models=10, accuracy=[90.0, 91.5], guidance_scale=1.5)" in text
+    assert "python scripts/generate.py --pipeline org/acc --accuracy 91.5 --export_dir OUT" in text
+    assert "**Prompts outside 88.50% to 91.50% are extrapolation**" in text
+    assert "Without `accuracy=` it samples unconditionally (the null condition)" in text
+    assert "Condition: the checkpoint's standardized validation accuracy (`train.accuracy_prompt`), mode" in text
+    assert "{{" not in text and "task" not in text
+
+
+def test_an_unconditional_pipeline_card_says_nothing_of_prompts():
+    card = ModelCard(_card(accuracy_prompt=False))
+    assert "accuracy-prompted" not in card.data.tags
+    assert "accuracy=" not in card.text and "Condition:" not in card.text and "Conditional" not in card.text

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..data.parameters import ParameterDataset
 from ..pipeline import PDiffPipeline
 from ..recipes.config import Recipe
+from ..training.conditions import condition_info
 from .cards import render_card
 from .commit import files_to_push, push_folder_to_hub
 
@@ -28,11 +29,16 @@ def pipeline_card(recipe: Recipe, params: ParameterDataset, metrics: dict, comma
         repo_id: the Hub repo id (or the folder) the card's usage example loads.
 
     Returns:
-        The card's text, Hub metadata header included.
+        The card's text, Hub metadata header included. A task family's card says how to give a task; an
+        accuracy-prompted pipeline's (``train.accuracy_prompt``) what its prompt means and the range of the
+        checkpoints' accuracies.
     """
+    info = condition_info(recipe, params)
+    accuracy = info if info is not None and info.get("kind") == "accuracy" else None
     metadata = {
         "library_name": "pdiff_hub",
-        "tags": ["p-diff", "neural-network-diffusion", "parameter-generation", recipe.target.model_name],
+        "tags": ["p-diff", "neural-network-diffusion", "parameter-generation", recipe.target.model_name,
+                 *(["accuracy-prompted"] if accuracy else [])],
         "datasets": [recipe.data.dataset],
     }
     return render_card(
@@ -42,7 +48,7 @@ def pipeline_card(recipe: Recipe, params: ParameterDataset, metrics: dict, comma
         num_checkpoints=len(params.dataset), autoencoder=recipe.autoencoder.__dict__, denoiser=recipe.denoiser.__dict__,
         train=recipe.train.__dict__, metrics=metrics, command=command, repo_id=repo_id,
         tasks=params.task_info, example_code=params.task_split.heldout[0] if params.is_task_family
-        and params.task_split.heldout else None,
+        and params.task_split.heldout else None, accuracy=accuracy,
     )
 
 
