@@ -43,6 +43,7 @@ from pdiff_hub.data.images import load_recipe_splits
 from pdiff_hub.data.parameters import ParameterDataset
 from pdiff_hub.evaluation.figures import write_figures
 from pdiff_hub.evaluation.generation import check_recipe_target, check_same_param_dataset, check_same_target
+from pdiff_hub.evaluation.prompts import is_accuracy_prompted
 from pdiff_hub.evaluation.report import render_report
 from pdiff_hub.evaluation.result import EvaluationResult
 from pdiff_hub.evaluation.run import run_evaluation
@@ -123,7 +124,17 @@ def print_task_table(result: TaskEvaluationResult) -> None:
 
 
 def check_kind(pipe: PDiffPipeline, params: ParameterDataset, guidance_scale: float) -> bool:
-    """Whether this is a task evaluation (a conditional pipeline and a task family); any other pairing is refused."""
+    """Whether this is a task evaluation (a task-conditioned pipeline and a task family); any other pairing is
+    refused. An accuracy-prompted pipeline (``train.accuracy_prompt``) with one task's checkpoints is the Table 1
+    evaluation, with a row per ``evaluate.accuracy_prompts``, sampled with the conditional prediction alone."""
+    if is_accuracy_prompted(pipe):
+        if params.is_task_family:
+            raise UsageError(f"The pipeline is conditioned on accuracy but {params.source} is a task family; pass the "
+                             "parameter dataset of one task it was trained on to --param_dataset")
+        if guidance_scale != 1.0:
+            raise UsageError("--guidance_scale applies to task-conditioned pipelines only; an accuracy-prompted "
+                             "pipeline is evaluated with its conditional prediction alone, so leave it out")
+        return False
     conditional = pipe.denoiser.config.condition_dim > 0
     if conditional != params.is_task_family:
         if conditional:

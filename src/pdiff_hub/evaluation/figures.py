@@ -17,7 +17,9 @@ from matplotlib.figure import Figure
 from .result import ENSEMBLE, ORIGINAL, PDIFF, EvaluationResult
 
 __all__ = [
+    "CALIBRATION_FIGURE",
     "FIGURES",
+    "plot_accuracy_calibration",
     "plot_accuracy_distribution",
     "plot_accuracy_vs_max_iou",
     "plot_tsne_latents",
@@ -29,6 +31,8 @@ FIGURES = {
     "accuracy_distribution": "accuracy_distribution.png",
     "tsne_latents": "tsne_latents.png",
 }
+CALIBRATION_FIGURE = {"accuracy_calibration": "accuracy_calibration.png"}
+"""Written besides :data:`FIGURES` for an accuracy-prompted pipeline (a result with ``prompts``)."""
 _FIXED_COLOURS = {ORIGINAL: "#4d4d4d", ENSEMBLE: "#000000", PDIFF: "#d62728"}
 _OTHER_COLOURS = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22"]
 _MARKERS = {ORIGINAL: "o", ENSEMBLE: "*", PDIFF: "D"}
@@ -170,11 +174,48 @@ def plot_tsne_latents(
     _save(fig, path)
 
 
+def plot_accuracy_calibration(result: EvaluationResult, path: str | os.PathLike) -> None:
+    """Accuracy achieved against accuracy prompted, one point per prompt: the validation and the test mean with
+    one-standard-error bars, the diagonal (achieved = prompted) and the average of checkpoints' test mean."""
+    prompts = list(result.prompts.values())
+    prompted = np.array([p.prompted for p in prompts])
+    fig = Figure(figsize=(7, 5.5), dpi=120)
+    ax = fig.subplots()
+    shown = [*prompted]
+    if all(p.val_mean is not None for p in prompts):
+        val = [p.val_mean for p in prompts]
+        ax.errorbar(prompted, val, yerr=[p.val_se or 0.0 for p in prompts], fmt="o", color=_FIXED_COLOURS[PDIFF],
+                    capsize=4, label="achieved validation mean")
+        shown += val
+    test = [p.test_mean for p in prompts]
+    ax.errorbar(prompted, test, yerr=[p.test_se or 0.0 for p in prompts], fmt="s", color="#1f77b4", capsize=4,
+                label="achieved test mean")
+    average = f"average of {result.setup.average_size}"
+    if average in result.table:
+        ax.axhline(result.table[average].mean, color="#2ca02c", linestyle="--", linewidth=1,
+                   label=f"{average}: test mean {result.table[average].mean:.2f}%")
+        shown.append(result.table[average].mean)
+    low, high = min(shown + test), max(shown + test)
+    margin = max(0.1, 0.1 * (high - low))
+    ax.plot([low - margin, high + margin], [low - margin, high + margin], ":", color="#555555",
+            label="achieved = prompted")
+    ax.set_xlabel("prompted validation accuracy (%)")
+    ax.set_ylabel("achieved accuracy (%)")
+    ax.set_title("Accuracy prompts: achieved against prompted")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", frameon=False, fontsize=8)
+    _save(fig, path)
+
+
 def write_figures(result: EvaluationResult, folder: str | os.PathLike) -> dict[str, str]:
-    """Write every figure of :data:`FIGURES` into ``folder``; returns name -> file name (relative to ``folder``)."""
+    """Write every figure of :data:`FIGURES` into ``folder``, and :data:`CALIBRATION_FIGURE` for a result with
+    accuracy prompts; returns name -> file name (relative to ``folder``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plot_accuracy_vs_max_iou(result, folder / FIGURES["accuracy_vs_max_iou"])
     plot_accuracy_distribution(result, folder / FIGURES["accuracy_distribution"])
     plot_tsne_latents(result, folder / FIGURES["tsne_latents"], seed=result.setup.seed)
-    return dict(FIGURES)
+    if not result.prompts:
+        return dict(FIGURES)
+    plot_accuracy_calibration(result, folder / CALIBRATION_FIGURE["accuracy_calibration"])
+    return {**FIGURES, **CALIBRATION_FIGURE}

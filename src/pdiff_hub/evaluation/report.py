@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .result import PDIFF, Checks, EvaluationResult, Outcome, Verdict
+from .prompts import standard_error
+from .result import ENSEMBLE, ORIGINAL, PDIFF, Checks, EvaluationResult, Outcome, PromptResult, Verdict
 
 __all__ = ["render_report"]
 
@@ -19,6 +20,7 @@ _CAPTIONS = {
     "accuracy_vs_max_iou": "Test accuracy against max IoU to the originals (right = a near copy).",
     "accuracy_distribution": "Test accuracy of every model; dashed: the originals' mean.",
     "tsne_latents": "t-SNE of the autoencoder latents.",
+    "accuracy_calibration": "Accuracy achieved against accuracy prompted (mean ± 1 SE); dotted: achieved = prompted.",
 }
 _NOVELTY = {
     "lower": "its models are more novel",
@@ -37,11 +39,15 @@ def _comparison(what: str, outcome: Outcome, ours: float, theirs: float, margin:
     return f"{what} is {outcome} ({ours:.2f}% vs {theirs:.2f}%, {margin:+.2f} points{note})"
 
 
+def _se_note(v: Verdict) -> str:
+    if v.mean_two_se is None:
+        return ""
+    return f", {'within' if v.mean_within_2se else 'beyond'} 2 SE = {v.mean_two_se:.2f}"
+
+
 def _verdict_sentence(result: EvaluationResult, row: str, v: Verdict) -> str:
     ours, theirs = result.table[PDIFF], result.table[row]
-    note = ""
-    if v.mean_two_se is not None:
-        note = f", {'within' if v.mean_within_2se else 'beyond'} 2 SE = {v.mean_two_se:.2f}"
+    note = _se_note(v)
     mean_text = _comparison("mean", v.mean_outcome, ours.mean, theirs.mean, v.mean_margin, note)
     best_text = _comparison("best", v.best_outcome, ours.best, theirs.best, v.best_margin)
     novelty = _NOVELTY[v.max_iou_outcome]
@@ -88,6 +94,73 @@ def _check_lines(checks: Checks) -> list[str]:
     return lines
 
 
+_PROMPT_NOVELTY = {"lower": "more novel", "higher": "closer copies of the originals",
+                   "tie": "as close to the originals"}
+
+
+def _pm(mean: float | None, se: float | None) -> str:
+    return _fmt(mean) + (f" ± {se:.2f}" if mean is not None and se is not None else "")
+
+
+def _goal_statement(result: EvaluationResult) -> str:
+    return (f"beats the **average of {result.setup.average_size}** in mean test accuracy (beyond 2 SE) at a lower "
+            "mean max IoU to the originals")
+
+
+def _prompt_comparisons(result: EvaluationResult, row: str, prompt: PromptResult) -> str:
+    parts = []
+    for ref, v in prompt.versus.items():
+        note = _se_note(v)
+        theirs = result.table[ref]
+        mean_text = _comparison("mean", v.mean_outcome, prompt.test_mean, theirs.mean, v.mean_margin, note)
+        best_text = _comparison("best", v.best_outcome, prompt.best, theirs.best, v.best_margin)
+        iou = result.similarity.rows[ref].max_iou.mean
+        parts.append(f"vs {ref}: {mean_text}, {best_text}, {_PROMPT_NOVELTY[v.max_iou_outcome]} "
+                     f"(mean max IoU {prompt.mean_max_iou:.3f} vs {iou:.3f})")
+    return f"- **{row}**: " + "; ".join(parts) + "."
+
+
+def _prompt_section(result: EvaluationResult) -> list[str]:
+    """The section "Accuracy prompts": calibration, the prompted models against the references, the goal."""
+    setup, sim = result.setup, result.similarity
+    average = f"average of {setup.average_size}"
+    out = [
+        "## Accuracy prompts",
+        "",
+        f"The pipeline was trained conditioned on each checkpoint's validation accuracy; each row **p-diff @ a** holds "
+        f"{setup.num_models} models generated for validation accuracy a (all prompts in one call, from p-diff's "
+        f"seed). Prompts: {', '.join(f'{a:.2f}' for a in setup.accuracy_prompts)} (%). Achieved accuracies are "
+        "measured here (mean ± standard error of the mean); best is the test accuracy of the model chosen on "
+        f"{setup.best_selected_by}.",
+        "",
+        "| row | prompted val | achieved val | achieved − prompted | test mean | best | mean max IoU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, p in result.prompts.items():
+        out.append(f"| **{row}** | {p.prompted:.2f} | {_pm(p.val_mean, p.val_se)} | "
+                   f"{'n/a' if p.val_minus_prompted is None else f'{p.val_minus_prompted:+.2f}'} | "
+                   f"{_pm(p.test_mean, p.test_se)} | {_fmt(p.best)} | {_fmt(p.mean_max_iou, 3)} |")
+    for ref in (ORIGINAL, ENSEMBLE, average, "gaussian"):
+        if ref in result.table:
+            val = result.val_table[ref].mean if result.val_table else None
+            t = result.table[ref]
+            out.append(f"| {ref} | | {_fmt(val)} | | {_pm(t.mean, standard_error(t))} | {_fmt(t.best)} | "
+                       f"{_fmt(sim.rows[ref].max_iou.mean, 3)} |")
+    met = [row for row, p in result.prompts.items() if p.goal_met]
+    out += ["", *(_prompt_comparisons(result, row, p) for row, p in result.prompts.items()), "",
+            f"**Goal** (no published method has reached it): prompted models that {_goal_statement(result)}.",
+            ""]
+    for row, p in result.prompts.items():
+        v = p.versus.get(average)
+        detail = "" if v is None else (
+            f" (mean {v.mean_margin:+.2f} points"
+            + ("" if v.mean_two_se is None else f", 2 SE = {v.mean_two_se:.2f}")
+            + f"; mean max IoU {p.mean_max_iou:.3f} vs {sim.rows[average].max_iou.mean:.3f})")
+        out.append(f"- {row}: {'**met**' if p.goal_met else '**not met**'}{detail}.")
+    out += ["", f"The goal is {'met' if met else 'not met'}: {len(met)} of {len(result.prompts)} prompts.", ""]
+    return out
+
+
 def _split_sizes(result: EvaluationResult) -> str:
     full = result.setup.full_split_sizes
     return ", ".join(f"{split} {n:,}" + (f" (a random subset of {full[split]:,})" if full.get(split, n) != n else "")
@@ -118,6 +191,9 @@ def render_report(result: EvaluationResult, figures: Mapping[str, str]) -> str:
         'accuracy; "original" are the collected checkpoints, "ensemble" their weight average (one model), and '
         "the rows below p-diff are the baselines of the memorization critique (noise-added checkpoints, averages of "
         "random checkpoints, a per-coordinate Gaussian), with as many models as p-diff.",
+        *([] if not result.prompts else [
+            "", 'Rows "p-diff @ a" are the same pipeline prompted for validation accuracy a (see Accuracy prompts); '
+            '"p-diff" is its unconditional sampling.']),
         "",
         "| row | best | mean | median | std | min | max | n |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -135,6 +211,7 @@ def render_report(result: EvaluationResult, figures: Mapping[str, str]) -> str:
         "",
         *(_verdict_sentence(result, row, v) for row, v in result.verdict.items()),
         "",
+        *(_prompt_section(result) if result.prompts else []),
         "## Similarity to the collected checkpoints",
         "",
         "IoU of the sets of test samples two models get wrong (1 = the same mistakes), and the L2 distance of each "

@@ -8,7 +8,7 @@ evaluating, and stored here; the report and the figures render these fields and 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "EvaluationResult",
     "Outcome",
     "PerModel",
+    "PromptResult",
     "RowSimilarity",
     "RowStatistics",
     "Setup",
@@ -142,8 +143,37 @@ class Checks:
 
 
 @dataclass
+class PromptResult:
+    """The models an accuracy-prompted pipeline generated for one prompt, decided by
+    :func:`~pdiff_hub.evaluation.prompts.prompt_results`.
+
+    ``prompted``: the validation accuracy (%) asked for, ``condition`` its standardized value. ``val_mean`` /
+    ``test_mean``: the models' mean accuracy measured here (``val_*`` None without a validation split), ``*_se`` the
+    standard error of that mean (None for a single model); ``val_minus_prompted`` the calibration error; ``best`` the
+    test accuracy of the model chosen on validation; ``mean_max_iou`` the mean max-IoU to the originals.
+    ``versus`` holds the prompted models' verdict (:func:`~pdiff_hub.evaluation.verdicts.compare_rows`, with these
+    models in p-diff's place) against the originals, their weight average, the average of ``average_size`` and the
+    Gaussian; ``goal_met``: they beat the average in mean test accuracy beyond two standard errors at a lower mean
+    max-IoU (more accurate and more novel), which no published method has reached.
+    """
+
+    prompted: float
+    condition: float
+    val_mean: float | None
+    val_se: float | None
+    val_minus_prompted: float | None
+    test_mean: float
+    test_se: float | None
+    best: float
+    mean_max_iou: float
+    versus: dict[str, Verdict]
+    goal_met: bool
+
+
+@dataclass
 class Setup:
-    """What was evaluated and how: the network, the generation settings and the splits."""
+    """What was evaluated and how: the network, the generation settings and the splits; ``accuracy_prompts``: the
+    validation accuracies an accuracy-prompted pipeline was prompted with (empty for any other pipeline)."""
 
     model_name: str
     param_names: list[str]
@@ -159,6 +189,7 @@ class Setup:
     full_split_sizes: dict[str, int]
     best_selected_by: str
     rows: list[str]
+    accuracy_prompts: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -167,7 +198,10 @@ class EvaluationResult:
 
     ``table`` and ``val_table`` (None without a validation split) map each row to its statistics, in the order of
     ``setup.rows``; ``verdict`` maps every row but p-diff to p-diff's verdict against it; ``latents`` holds each
-    row's autoencoder latents (for the t-SNE figure); ``timings`` the seconds each stage took.
+    row's autoencoder latents (for the t-SNE figure); ``timings`` the seconds each stage took. ``prompts`` maps each
+    prompted row of an accuracy-prompted pipeline (``p-diff @ <accuracy>``) to its result; those rows are in the
+    tables but not in p-diff's ``verdict``. Empty for other pipelines, whose ``metrics.json`` then has neither
+    ``prompts`` nor ``setup.accuracy_prompts``, as before.
     """
 
     setup: Setup
@@ -179,10 +213,14 @@ class EvaluationResult:
     latents: dict[str, list[list[float]]]
     checks: Checks
     timings: dict[str, float]
+    prompts: dict[str, PromptResult] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict of every field (the content of ``metrics.json``)."""
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not self.prompts:  # an evaluation without prompts writes the file it always did
+            del data["prompts"], data["setup"]["accuracy_prompts"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationResult:
@@ -205,6 +243,8 @@ class EvaluationResult:
             latents=data["latents"],
             checks=Checks(**data["checks"]),
             timings=data["timings"],
+            prompts={row: PromptResult(**{**p, "versus": _rows(Verdict, p["versus"])})
+                     for row, p in data.get("prompts", {}).items()},
         )
 
 

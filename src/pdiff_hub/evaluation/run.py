@@ -34,6 +34,7 @@ from .checks import (
 )
 from .generation import check_same_param_dataset, check_same_target, generate_parameters
 from .metrics import distribution, max_iou, mean_iou_between, mean_pairwise_iou, nearest_l2, summarize
+from .prompts import prompt_results, prompt_row, prompted_rows, resolve_prompts
 from .result import (
     ENSEMBLE,
     ORIGINAL,
@@ -67,6 +68,11 @@ def run_evaluation(
     <config.average_size>`` and ``gaussian`` (``config.num_models`` models each, so that every generated row's "best"
     is a best-of-the-same-number). Every row is evaluated on the validation and the test split; similarity uses the
     test split's wrong predictions, as the paper does.
+
+    An accuracy-prompted pipeline (``train.accuracy_prompt``) gets, right after ``p-diff`` (its unconditional
+    samples), a row ``p-diff @ <a>`` of ``config.num_models`` models for each prompt of
+    :func:`~pdiff_hub.evaluation.prompts.resolve_prompts`, and ``result.prompts`` judges them (see
+    :mod:`~pdiff_hub.evaluation.prompts`); p-diff's ``verdict`` stays against the originals and the baselines.
 
     Args:
         pipe: the trained pipeline.
@@ -102,13 +108,14 @@ def run_evaluation(
     splits = subsample_splits(splits, {"validation": config.val_images, "test": config.test_images}, config.seed)
     evaluated = ("validation", "test") if "validation" in splits and len(splits["validation"][1]) > 0 else ("test",)
     timings: dict[str, float] = {}
+    prompts = resolve_prompts(pipe, params, config)
     group = group or ProcessGroup()
     progress = progress and group.is_main_process
 
     tick = time.perf_counter()
     originals = params.vectors
     # Made once and sent to every process, so that all of them measure the very same vectors.
-    rows = group.on_main(lambda: _rows(pipe, originals, config, progress))
+    rows = group.on_main(lambda: _rows(pipe, originals, config, progress, prompts))
     timings["generation_s"] = time.perf_counter() - tick
 
     accuracy, wrong = {}, {}
@@ -157,31 +164,38 @@ def run_evaluation(
         full_split_sizes={split: full_sizes[split] for split in evaluated},
         best_selected_by="validation" if val_acc else "test (no validation split)",
         rows=list(rows),
+        accuracy_prompts=prompts,
     )
+    prompted = {prompt_row(a) for a in prompts}
+    val_table = {name: summarize(val_acc[name]) for name in rows} if val_acc else None
     return EvaluationResult(
         setup=setup,
         table=table,
-        val_table={name: summarize(val_acc[name]) for name in rows} if val_acc else None,
+        val_table=val_table,
         similarity=similarity,
         verdict={name: compare_rows(table[PDIFF], table[name], similarity.rows[PDIFF], similarity.rows[name])
-                 for name in rows if name != PDIFF},
+                 for name in rows if name != PDIFF and name not in prompted},
         per_model=per_model,
         latents={name: _rounded(z, 4) for name, z in latents.items()},
         checks=checks,
         timings={k: round(v, 3) for k, v in timings.items()},
+        prompts=prompt_results(prompts, pipe.condition_info, table, val_table, similarity,
+                               f"average of {config.average_size}") if prompts else {},
     )
 
 
 def _rows(
-    pipe: PDiffPipeline, originals: torch.Tensor, config: EvaluateConfig, progress: bool
+    pipe: PDiffPipeline, originals: torch.Tensor, config: EvaluateConfig, progress: bool, prompts: list[float]
 ) -> dict[str, torch.Tensor]:
-    """Every row's vectors: the originals, their average, ``config.num_models`` generated ones, the baselines."""
+    """Every row's vectors: the originals, their average, ``config.num_models`` generated ones, as many per accuracy
+    prompt, the baselines."""
     generator = torch.Generator().manual_seed(config.seed)
     generated = generate_parameters(pipe, config.num_models, config.num_inference_steps, config.scheduler, generator,
                                     progress)
     # A separate stream, so that the baselines do not change when the sampler's step count does.
     baselines = baseline_rows(originals, config, torch.Generator().manual_seed(config.seed + 1))
-    return {ORIGINAL: originals, ENSEMBLE: baselines.pop(ENSEMBLE), PDIFF: generated, **baselines}
+    prompted = prompted_rows(pipe, prompts, config, progress)
+    return {ORIGINAL: originals, ENSEMBLE: baselines.pop(ENSEMBLE), PDIFF: generated, **prompted, **baselines}
 
 
 def _wrong_per_row(

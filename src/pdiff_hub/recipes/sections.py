@@ -141,7 +141,10 @@ class EvaluateConfig:
 
     ``val_images`` / ``test_images``: evaluate on a random subset of this many images of the split (drawn with
     ``seed``; 0 = the whole split), for models whose generated layers are expensive to run hundreds of times.
-    ``noise_amplitudes`` may be empty (no noise baseline).
+    ``noise_amplitudes`` may be empty (no noise baseline). ``accuracy_prompts``: the validation accuracies (%) an
+    accuracy-prompted pipeline (``train.accuracy_prompt``) is evaluated at, one row of ``num_models`` models each;
+    empty = the checkpoints' recorded validation accuracy at its median, 90th percentile and maximum. Unused for
+    other pipelines.
     """
 
     num_models: int = setting(100, integer(1))
@@ -153,6 +156,7 @@ class EvaluateConfig:
     batch_size: int = setting(2048, integer(1))
     val_images: int = setting(0, integer(0))
     test_images: int = setting(0, integer(0))
+    accuracy_prompts: list = setting([], items(float, number(0), distinct=True))
 
 
 @dataclass
