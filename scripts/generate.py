@@ -25,6 +25,15 @@ heard of it, and ``generation.json`` records it under ``condition``:
     python scripts/generate.py --pipeline runs/digits-tasks/pipeline --condition 0,1,1,0,0,1,0,0,1,0 \\
         --num_models 100 --export_dir runs/digits-tasks/generated-0110010010
 
+A pipeline trained with ``train.accuracy_prompt`` makes models of about the validation accuracy ``--accuracy`` asks
+for (one prompt per run, in percent), with ``--guidance_scale``; they are measured and selected as any others, and
+``generation.json`` and every exported card record the prompt beside the measured accuracy. A prompt outside the
+checkpoints' validation accuracies (the pipeline card gives their range) is extrapolation. Without ``--accuracy``
+such a pipeline samples unconditionally (the null condition):
+
+    python scripts/generate.py --pipeline runs/fmnist-prompted/pipeline --accuracy 90.3 --num_models 100 \\
+        --export_dir runs/fmnist-prompted/generated-90.3
+
 Under ``accelerate launch`` with N processes (``--multi_gpu --num_processes N``; the models run on the CPU) the main
 process samples the batch, each process measures its share of it, and the main process alone exports and pushes:
 generation.json is the one a single process writes, apart from the command line. Every input is checked first, on
@@ -45,7 +54,7 @@ from pdiff_hub.core.cli import UsageError, check_output_dir, run_script
 from pdiff_hub.core.io import is_hub_id
 from pdiff_hub.evaluation.generation import SCHEDULERS
 from pdiff_hub.evaluation.sharding import ProcessGroup
-from pdiff_hub.hub.conditions import check_task_condition, describe_task, parse_condition
+from pdiff_hub.hub.conditions import check_accuracy_prompt, check_task_condition, describe_task, parse_condition
 from pdiff_hub.hub.generation import (
     Sampling,
     export_generated,
@@ -79,9 +88,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddim")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
     parser.add_argument("--condition", action="append", default=None,
-                        help="conditional pipelines: the task, one 0/1 per class (0,1,1,0,0,1,0,0,1,0 or 0110010010)")
+                        help="a task family's pipelines: the task, one 0/1 per class "
+                             "(0,1,1,0,0,1,0,0,1,0 or 0110010010)")
+    parser.add_argument("--accuracy", type=float, action="append", default=None, metavar="PERCENT",
+                        help="accuracy-prompted pipelines (train.accuracy_prompt): the validation accuracy in percent "
+                             "to generate models of, one per run (e.g. 90.3); without it such a pipeline samples "
+                             "unconditionally (the null condition)")
     parser.add_argument("--guidance_scale", type=float, default=1.0,
-                        help="classifier-free guidance with --condition (1: conditional only, 0: unconditional)")
+                        help="classifier-free guidance with --condition or --accuracy (1: conditional only, "
+                             "0: unconditional)")
     hub = parser.add_argument_group("Hub")
     hub.add_argument("--push_to_hub", action="store_true", help="push each exported model to the Hub")
     hub.add_argument("--hub_model_id", default=None, help="'org/name'; several samples go to '<id>-sample-<i>'")
@@ -92,11 +107,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.condition is not None and len(args.condition) > 1:
         raise UsageError(f"--condition is given {len(args.condition)} times; give one task per run")
     args.condition = parse_condition(args.condition[0]) if args.condition else None
+    args.accuracy = check_accuracy_flag(args.accuracy)
+    if args.accuracy is not None and args.condition is not None:
+        raise UsageError("--accuracy and --condition cannot be combined: --accuracy prompts a pipeline trained with "
+                         "train.accuracy_prompt, --condition names a task of a task family's pipeline; give one")
     if not math.isfinite(args.guidance_scale):
         raise UsageError(f"--guidance_scale {args.guidance_scale} is not allowed: give a finite number (1 is the "
                          "conditional prediction alone)")
-    if args.condition is None and args.guidance_scale != 1:
-        raise UsageError("--guidance_scale needs --condition: guidance steers a conditional pipeline towards a task")
+    if args.condition is None and args.accuracy is None and args.guidance_scale != 1:
+        raise UsageError("--guidance_scale needs --condition or --accuracy: guidance steers a conditional pipeline "
+                         "towards a task or an accuracy")
     if args.num_models < 1:
         raise UsageError(f"--num_models {args.num_models} is not allowed: generate at least 1 model")
     if args.num_inference_steps < 1:
@@ -114,6 +134,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def check_accuracy_flag(values: list[float] | None) -> float | None:
+    """The one ``--accuracy`` prompt, a percentage; None without one."""
+    if values is None:
+        return None
+    if len(values) > 1:
+        raise UsageError(f"--accuracy is given {len(values)} times; give one prompt per run")
+    if not (math.isfinite(values[0]) and 0 <= values[0] <= 100):
+        raise UsageError(f"--accuracy {values[0]} is not allowed: give a validation accuracy in percent, from 0 to 100")
+    return values[0]
+
+
 def main(args: argparse.Namespace) -> list[str]:
     """Generate, measure, select, export and optionally push; returns the commit URLs of the pushes."""
     local = not is_hub_id(args.pipeline)
@@ -125,6 +156,7 @@ def main(args: argparse.Namespace) -> list[str]:
     base = None if args.recipe else recorded_recipe(args.pipeline, revision=args.revision)
     data = recipe_from_args(args, base=base).data
     pipe = PDiffPipeline.from_pretrained(args.pipeline, revision=args.revision)
+    prompt = check_accuracy_prompt(pipe, args.accuracy, args.guidance_scale, name=f"--pipeline {args.pipeline}")
     code = check_task_condition(pipe, args.condition, name=f"--pipeline {args.pipeline}")
     splits = selection_splits(data, pipe.target, task=code)
     task = None if code is None else describe_task(code, pipe.condition_info, splits.label_names, args.guidance_scale)
@@ -132,7 +164,7 @@ def main(args: argparse.Namespace) -> list[str]:
     # Every check above ran on every process alike; only now do the processes meet.
     group = ProcessGroup.from_accelerate(torch.device("cpu"))
     sampling = Sampling(args.num_models, args.num_inference_steps, args.scheduler, args.seed,
-                        condition=code, guidance_scale=args.guidance_scale)
+                        condition=code, guidance_scale=args.guidance_scale, accuracy=args.accuracy)
     batch = generate_and_measure(pipe, splits.tensors, sampling, group=group)
     if not group.is_main_process:
         return []
@@ -141,12 +173,19 @@ def main(args: argparse.Namespace) -> list[str]:
         pipe.target, batch, chosen, args.export_dir, sampling=sampling, pipeline=args.pipeline, data=data,
         select=args.select, revision=args.revision, label_names=splits.label_names,
         repo_ids=sample_repo_ids(chosen, args.hub_model_id if args.push_to_hub else None),
-        command=command_line(sys.argv), overwrite=args.overwrite, task=task)
+        command=command_line(sys.argv), overwrite=args.overwrite, task=task, prompt=prompt)
 
     val, test = batch.accuracy["validation"], batch.accuracy["test"]
     if task is not None:
         print(f"task {task.code} (positive: {', '.join(task.positive)}; {task.status} task), "
               f"guidance scale {task.guidance_scale}:")
+    elif prompt is not None:
+        low, high = prompt.checkpoint_accuracy
+        outside = f"; outside the checkpoints' {low:.2f}-{high:.2f}%: extrapolation" if prompt.extrapolated else ""
+        print(f"prompted for {prompt.accuracy:g}% validation accuracy (condition {prompt.condition:.3f}{outside}), "
+              f"guidance scale {prompt.guidance_scale}:")
+    elif code is None and pipe.denoiser.config.condition_dim:
+        print("no --accuracy: sampled unconditionally (the null condition)")
     print(f"{args.num_models} models ({args.scheduler}, {args.num_inference_steps} steps, seed {args.seed}): "
           f"validation {val.min():.2f}/{val.mean():.2f}/{val.max():.2f}, "
           f"test {test.min():.2f}/{test.mean():.2f}/{test.max():.2f} (min/mean/max %)")

@@ -82,3 +82,35 @@ def task_pipeline_dir(task_pipe, tmp_path_factory) -> Path:
     task_pipe.save_pretrained(folder)
     (folder / "args.yaml").write_text(yaml.safe_dump({"name": "tiny-tasks", "data": DATA}))
     return folder
+
+
+# What a tiny accuracy-prompted pipeline records (train.accuracy_prompt): its checkpoints' validation accuracies.
+ACCURACY_INFO = {"description": "validation accuracy (%) of the checkpoint, standardized with accuracy_mean and "
+                                "accuracy_std", "kind": "accuracy", "accuracy_mean": 40.0, "accuracy_std": 5.0,
+                 "accuracy_min": 32.5, "accuracy_max": 47.5, "split": "validation"}
+
+
+@pytest.fixture(scope="module")
+def accuracy_pipe() -> PDiffPipeline:
+    """A tiny accuracy-prompted pipeline: a denoiser conditioned on one value (the standardized validation accuracy)
+    with weights moved off their initial values, and what its condition means."""
+    base = tiny_pipeline()
+    torch.manual_seed(0)
+    denoiser = LatentDenoiser(latent_dim=16, channels=(1, 8, 16, 8, 1), time_embed_dim=16, condition_dim=1,
+                              condition_mode="input")
+    with torch.no_grad():
+        for p in denoiser.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    pipe = PDiffPipeline(base.target, base.autoencoder, denoiser, base.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.register_condition_info(**ACCURACY_INFO)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def accuracy_pipeline_dir(accuracy_pipe, tmp_path_factory) -> Path:
+    """The accuracy-prompted pipeline saved as scripts/train.py leaves it, with its recipe's data section."""
+    folder = tmp_path_factory.mktemp("accuracy-pipeline")
+    accuracy_pipe.save_pretrained(folder)
+    (folder / "args.yaml").write_text(yaml.safe_dump({"name": "tiny-prompted", "data": DATA}))
+    return folder

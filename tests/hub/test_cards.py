@@ -33,4 +33,4 @@ def _generated_values() -> dict:
     return {"title": "a title", "model_name": "m", "model_kwargs": {}, "stock_timm": True, "repo_id": None,
             "num_params": 1, "num_tensors": 1, "param_patterns": "*", "generated_all": True, "image_size": 8,
             "in_chans": 1, "mean": 0.5, "std": 0.5, "record": record, "task": None, "task_condition": None,
-            "pdiff_hub_version": "0", "timm_version": "0"}
+            "prompt": None, "pdiff_hub_version": "0", "timm_version": "0"}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pdiff_hub.hub.conditions import check_task_condition, describe_task, parse_condition
+from pdiff_hub.hub.conditions import check_accuracy_prompt, check_task_condition, describe_task, parse_condition
 
 from .conftest import HELD_OUT_TASK, TRAIN_TASK
 
@@ -49,3 +49,21 @@ def test_describe_task_names_the_classes_and_says_whether_the_pipeline_saw_the_t
     assert (new.status, new.positive, new.label_names) == ("new", ["c8", "c9"], ["not c8 or c9", "c8 or c9"])
     single = describe_task("0100", {"class_names": ["a", "b"]}, None, 1.0)  # names of another length: indices
     assert single.label_names == ["not 1", "1"]
+
+
+def test_an_accuracy_prompt_is_checked_against_the_pipeline_and_described(accuracy_pipe, task_pipe, pipe):
+    prompt = check_accuracy_prompt(accuracy_pipe, 45.0, guidance_scale=2.0)
+    assert (prompt.accuracy, prompt.condition, prompt.guidance_scale) == (45.0, 1.0, 2.0)  # (45 - 40) / 5
+    assert prompt.checkpoint_accuracy == [32.5, 47.5] and not prompt.extrapolated
+    assert check_accuracy_prompt(accuracy_pipe, 48.0, guidance_scale=1.0).extrapolated  # above the checkpoints'
+    assert check_accuracy_prompt(accuracy_pipe, None, guidance_scale=1.0) is None
+    assert check_task_condition(accuracy_pipe, None) is None  # no prompt: sampled unconditionally, no error
+    with pytest.raises(ValueError, match=r"^--condition names a task, but P is prompted with a validation accuracy "
+                                         r"\(train.accuracy_prompt\): give --accuracy instead "
+                                         r"\(e.g. --accuracy 47.5\)$"):
+        check_task_condition(accuracy_pipe, "0110010010", name="P")
+    with pytest.raises(ValueError, match=r"^--accuracy needs a pipeline trained with train.accuracy_prompt, but P is "
+                                         r"unconditional: leave --accuracy out$"):
+        check_accuracy_prompt(pipe, 45.0, guidance_scale=1.0, name="P")
+    with pytest.raises(ValueError, match="but P is conditioned on tasks: give the task with --condition$"):
+        check_accuracy_prompt(task_pipe, 45.0, guidance_scale=1.0, name="P")

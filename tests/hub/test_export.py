@@ -215,7 +215,11 @@ def test_generate_for_a_task_exports_two_way_timm_models_of_that_task(task_gener
     (["--condition", "0,1,2"], "--condition '0,1,2' is not a task code"),
     (["--condition", "0110", "--condition", "1001"], "--condition is given 2 times; give one task per run"),
     (["--condition", "0110", "--guidance_scale", "nan"], "--guidance_scale nan is not allowed: give a finite number"),
-    (["--guidance_scale", "2"], "--guidance_scale needs --condition"),
+    (["--guidance_scale", "2"], "--guidance_scale needs --condition or --accuracy"),
+    (["--accuracy", "90", "--condition", "0110"], "^--accuracy and --condition cannot be combined: --accuracy prompts"),
+    (["--accuracy", "90", "--accuracy", "91"], "^--accuracy is given 2 times; give one prompt per run$"),
+    (["--accuracy", "190"], "^--accuracy 190.0 is not allowed: give a validation accuracy in percent, from 0 to 100$"),
+    (["--accuracy", "nan"], "^--accuracy nan is not allowed"),
 ])
 def test_generate_refuses_a_bad_condition_or_guidance_scale(argv, match):
     with pytest.raises(ValueError, match=match):
@@ -227,6 +231,13 @@ def test_generate_refuses_a_bad_condition_or_guidance_scale(argv, match):
                                                     "unconditional"),
     ("task_pipeline_dir", [], "is a conditional pipeline: give the task to generate models for with --condition"),
     ("task_pipeline_dir", ["--condition", "0110"], "--condition 0110: task code '0110' has 4 characters"),
+    ("pipeline_dir", ["--accuracy", "45"], "^--accuracy needs a pipeline trained with train.accuracy_prompt, but "
+                                           "--pipeline .* is unconditional: leave --accuracy out$"),
+    ("task_pipeline_dir", ["--accuracy", "45"], "^--accuracy needs a pipeline trained with train.accuracy_prompt, "
+                                                "but --pipeline .* is conditioned on tasks: give the task with "
+                                                "--condition$"),
+    ("accuracy_pipeline_dir", ["--condition", "0110010010"], "^--condition names a task, but --pipeline .* is prompted "
+                                                             "with a validation accuracy .*: give --accuracy instead"),
 ])
 def test_generate_refuses_a_condition_that_does_not_fit_the_pipeline_before_any_work(request, which, argv, match,
                                                                                    tmp_path):
@@ -250,3 +261,84 @@ def test_a_task_model_loads_with_plain_timm_without_pdiff_hub(task_generated, tm
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [2, sample["task"]["label_names"]]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# An accuracy-prompted pipeline: --accuracy, and without it the null condition
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _sample(folder, seed, n, **kwargs) -> torch.Tensor:
+    loaded = PDiffPipeline.from_pretrained(folder)
+    loaded.scheduler = DDIMScheduler.from_config(loaded.scheduler.config)
+    loaded.set_progress_bar_config(disable=True)
+    return loaded(num_models=n, num_inference_steps=2, generator=torch.Generator().manual_seed(seed), output_type="pt",
+                  **kwargs).parameters
+
+
+def _exported_vector(target, folder: Path) -> torch.Tensor:
+    saved = load_file(folder / "model.safetensors")
+    return torch.cat([saved[name].reshape(-1) for name in target.layout.names])
+
+
+def test_generate_for_an_accuracy_prompt_records_it_beside_the_measured_accuracy(accuracy_pipeline_dir, tmp_path,
+                                                                                capsys):
+    out = tmp_path / "export"
+    run_generate(["--pipeline", str(accuracy_pipeline_dir), "--accuracy", "45", "--guidance_scale", "1.5",
+                  "--num_models", "3", "--num_inference_steps", "2", "--select", "2", "--seed", "1",
+                  "--export_dir", str(out)])
+    assert "prompted for 45% validation accuracy (condition 1.000), guidance scale 1.5:" in capsys.readouterr().out
+    summary = json.loads((out / "generation.json").read_text())
+    val = torch.tensor(summary["val_accuracy"])
+    prompt = {"accuracy": 45.0, "condition": 1.0, "guidance_scale": 1.5, "checkpoint_accuracy": [32.5, 47.5],
+              "extrapolated": False}
+    assert summary["accuracy_prompt"] == {**prompt, "mean_val_accuracy": pytest.approx(val.mean().item())}
+    assert "condition" not in summary and all(s["prompt"] == prompt and "task" not in s for s in summary["samples"])
+    chosen = torch.sort(val, descending=True, stable=True).indices[:2].tolist()
+    assert [s["index"] for s in summary["samples"]] == chosen
+
+    # the exported networks are the ones pipe(accuracy=45, guidance_scale=1.5) makes from the same seed
+    vectors = _sample(accuracy_pipeline_dir, 1, 3, accuracy=45.0, guidance_scale=1.5)
+    assert not torch.equal(vectors, _sample(accuracy_pipeline_dir, 1, 3, accuracy=35.0, guidance_scale=1.5))
+    target = PDiffPipeline.from_pretrained(accuracy_pipeline_dir).target
+    for sample in summary["samples"]:
+        folder = out / sample["folder"]
+        assert torch.equal(_exported_vector(target, folder), vectors[sample["index"]])
+        card = ModelCard((folder / "README.md").read_text())
+        assert "accuracy-prompted" in card.data.tags and "task-conditioned" not in card.data.tags
+        text = " ".join(card.text.split())
+        assert text.startswith("# test_resnet generated by p-diff for 45% accuracy (sample-")
+        assert ("**The prompt.** The pipeline was asked for a model of 45.0% validation accuracy: the condition 1, "
+                "that accuracy standardized") in text
+        assert "the checkpoints it was trained on (32.50% to 47.50%), with classifier-free guidance scale 1.5" in text
+        assert (f"Prompted 45.0%, measured {sample['val_accuracy']:.2f}% on the validation split "
+                f"({sample['val_accuracy'] - 45:+.2f} points).") in text
+        assert "extrapolated" not in text
+        assert "- Prompt: 45.0% validation accuracy (condition 1), guidance scale 1.5." in text
+        assert "accuracy=45.0, guidance_scale=1.5, generator=torch.Generator().manual_seed(1))" in text
+
+
+def test_an_accuracy_prompt_outside_the_checkpoints_is_called_extrapolation(accuracy_pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "export"
+    with pytest.warns(UserWarning, match="lies more than 2 standard deviations"):  # the pipeline's own warning, once
+        run_generate(["--pipeline", str(accuracy_pipeline_dir), "--accuracy", "60", "--num_models", "2",
+                      "--num_inference_steps", "2", "--export_dir", str(out)])
+    assert "outside the checkpoints' 32.50-47.50%: extrapolation" in capsys.readouterr().out
+    summary = json.loads((out / "generation.json").read_text())
+    assert summary["accuracy_prompt"]["extrapolated"] is True
+    text = " ".join((out / summary["samples"][0]["folder"] / "README.md").read_text().split())
+    assert "The prompt lies outside the checkpoints' accuracies: no checkpoint showed the denoiser such a model" in text
+
+
+def test_an_accuracy_pipeline_without_a_prompt_samples_unconditionally(accuracy_pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "export"
+    run_generate(["--pipeline", str(accuracy_pipeline_dir), "--num_models", "2", "--num_inference_steps", "2",
+                  "--select", "all", "--export_dir", str(out)])
+    assert "no --accuracy: sampled unconditionally (the null condition)" in capsys.readouterr().out
+    summary = json.loads((out / "generation.json").read_text())
+    assert "accuracy_prompt" not in summary and all("prompt" not in s for s in summary["samples"])
+    vectors = _sample(accuracy_pipeline_dir, 0, 2)
+    target = PDiffPipeline.from_pretrained(accuracy_pipeline_dir).target
+    for sample in summary["samples"]:
+        assert torch.equal(_exported_vector(target, out / sample["folder"]), vectors[sample["index"]])
+        assert "The prompt" not in (out / sample["folder"] / "README.md").read_text()

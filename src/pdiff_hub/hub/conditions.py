@@ -1,24 +1,29 @@
-"""The task a conditional pipeline's generated models are for: ``--condition`` parsed, checked against the pipeline
-and described for the cards and ``generation.json`` (:mod:`pdiff_hub.data.tasks` defines the codes).
+"""What a conditional pipeline's generated models are for, checked against the pipeline and described for the cards
+and ``generation.json``: the task ``--condition`` names (:mod:`pdiff_hub.data.tasks` defines the codes), or the
+validation accuracy ``--accuracy`` prompts an accuracy-prompted pipeline (``train.accuracy_prompt``) for.
 
 Example:
     ```py
     >>> code = check_task_condition(pipe, parse_condition("0,1,1,0,0,1,0,0,1,0"))
     >>> describe_task(code, pipe.condition_info, class_names=None, guidance_scale=1.0).label_names
     ['not 1, 2, 5 or 8', '1, 2, 5 or 8']
+    >>> prompt = check_accuracy_prompt(accuracy_pipe, 90.3, guidance_scale=1.0)  # condition: (90.3 - mean) / std
     ```
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..data.tasks import check_code, positive_classes
 from ..pipeline import PDiffPipeline
-from .export import TaskRecord
+from ..pipeline.pipeline_pdiff import accuracy_conditions
+from .export import AccuracyPrompt, TaskRecord
 
-__all__ = ["check_task_condition", "describe_task", "parse_condition"]
+__all__ = ["check_accuracy_prompt", "check_task_condition", "describe_task", "is_accuracy_prompted",
+           "parse_condition"]
 
 
 def parse_condition(value: str) -> str:
@@ -41,8 +46,9 @@ def parse_condition(value: str) -> str:
 
 
 def check_task_condition(pipe: PDiffPipeline, code: str | None, name: str | None = None) -> str | None:
-    """``code`` checked against the pipeline: a task code of its condition size for a conditional pipeline, None
-    for an unconditional one.
+    """``code`` checked against the pipeline: a task code of its condition size for a task family's pipeline, None
+    for an unconditional one or an accuracy-prompted one (which takes ``--accuracy`` and samples unconditionally
+    without it).
 
     Args:
         pipe: the pipeline.
@@ -50,10 +56,17 @@ def check_task_condition(pipe: PDiffPipeline, code: str | None, name: str | None
         name: how to name the pipeline in messages (its folder or Hub id).
 
     Raises:
-        ValueError: a code for an unconditional pipeline, none for a conditional one, or one of the wrong length.
+        ValueError: a code for an unconditional or accuracy-prompted pipeline, none for a task family's, or one of
+            the wrong length.
     """
     name = name or pipe.name_or_path or "the pipeline"
     condition_dim = int(pipe.denoiser.config.condition_dim or 0)
+    if is_accuracy_prompted(pipe):
+        if code is not None:
+            raise ValueError(f"--condition names a task, but {name} is prompted with a validation accuracy "
+                             f"(train.accuracy_prompt): give --accuracy instead (e.g. --accuracy "
+                             f"{pipe.condition_info['accuracy_max']:.1f})")
+        return None
     if not condition_dim:
         if code is not None:
             raise ValueError(f"--condition needs a conditional pipeline, but {name} is unconditional (its denoiser "
@@ -67,6 +80,41 @@ def check_task_condition(pipe: PDiffPipeline, code: str | None, name: str | None
         return check_code(code, condition_dim)
     except ValueError as err:
         raise ValueError(f"--condition {code}: {_lower_first(str(err))}") from None
+
+
+def is_accuracy_prompted(pipe: PDiffPipeline) -> bool:
+    """Whether the pipeline was trained with ``train.accuracy_prompt`` (its ``condition_info`` kind is accuracy)."""
+    return bool(pipe.denoiser.config.condition_dim) and (pipe.condition_info or {}).get("kind") == "accuracy"
+
+
+def check_accuracy_prompt(pipe: PDiffPipeline, accuracy: float | None, guidance_scale: float,
+                          name: str | None = None) -> AccuracyPrompt | None:
+    """``--accuracy`` checked against the pipeline and described for the cards and ``generation.json``; None
+    without a prompt.
+
+    Args:
+        pipe: the pipeline.
+        accuracy: the validation accuracy in percent to generate models of, or None.
+        guidance_scale: the classifier-free guidance scale the models are sampled with.
+        name: how to name the pipeline in messages (its folder or Hub id).
+
+    Raises:
+        ValueError: a prompt for a pipeline not trained with ``train.accuracy_prompt``.
+    """
+    if accuracy is None:
+        return None
+    name = name or pipe.name_or_path or "the pipeline"
+    if not is_accuracy_prompted(pipe):
+        what = ("conditioned on tasks: give the task with --condition" if pipe.denoiser.config.condition_dim
+                else "unconditional: leave --accuracy out")
+        raise ValueError(f"--accuracy needs a pipeline trained with train.accuracy_prompt, but {name} is {what}")
+    info = pipe.condition_info
+    with warnings.catch_warnings():  # the sampler warns of a far prompt when it samples: once, not here as well
+        warnings.simplefilter("ignore")
+        condition = accuracy_conditions(info, [accuracy]).item()
+    low, high = float(info["accuracy_min"]), float(info["accuracy_max"])
+    return AccuracyPrompt(float(accuracy), condition, float(guidance_scale), [low, high],
+                          extrapolated=not low <= accuracy <= high)
 
 
 def describe_task(code: str, condition_info: Mapping[str, Any], class_names: Sequence[str] | None,

@@ -47,8 +47,9 @@ from ..evaluation.generation import SCHEDULERS, generate_parameters
 from ..evaluation.sharding import ProcessGroup
 from ..models.target import TargetModel
 from ..pipeline import PDiffPipeline
+from ..pipeline.pipeline_pdiff import accuracy_conditions
 from .commit import push_folder_to_hub
-from .export import GenerationRecord, TaskRecord, export_timm_model
+from .export import AccuracyPrompt, GenerationRecord, TaskRecord, export_timm_model
 
 __all__ = [
     "MeasuredBatch",
@@ -69,7 +70,8 @@ GENERATION_FILE = "generation.json"
 @dataclass(frozen=True)
 class Sampling:
     """One batch of ``num_models`` sampled with ``scheduler`` (a name of ``SCHEDULERS``) from ``seed``; for a
-    conditional pipeline, all for the task ``condition`` (a code) with classifier-free ``guidance_scale``."""
+    task family's pipeline, all for the task ``condition`` (a code), for an accuracy-prompted one all for the
+    validation ``accuracy`` in percent (None: unconditional), with classifier-free ``guidance_scale``."""
 
     num_models: int = 100
     num_inference_steps: int = 50
@@ -77,6 +79,11 @@ class Sampling:
     seed: int = 0
     condition: str | None = None
     guidance_scale: float = 1.0
+    accuracy: float | None = None
+
+    def __post_init__(self):
+        if self.condition is not None and self.accuracy is not None:
+            raise ValueError("A batch is sampled for a task (condition) or for an accuracy, not both")
 
 
 @dataclass
@@ -167,8 +174,9 @@ def generate_and_measure(
     Args:
         pipe: the trained pipeline (left untouched; the sampler is a sibling with the chosen scheduler).
         splits: ``{"validation": (images, labels), "test": (images, labels)}``.
-        sampling: the batch size, steps, scheduler and seed, and the task of a conditional pipeline (the splits'
-            labels must then be that task's: :func:`selection_splits` with ``task``).
+        sampling: the batch size, steps, scheduler and seed, and the task of a task family's pipeline (the splits'
+            labels must then be that task's: :func:`selection_splits` with ``task``) or the accuracy prompt of an
+            accuracy-prompted one (standardized with the pipeline's ``condition_info``).
         progress: show the sampler's progress bar (on the main process only).
         group: the processes sharing the work (default: this one alone). The main process samples and sends the
             vectors to the others; each process measures its block of them; every process returns the whole batch
@@ -179,6 +187,8 @@ def generate_and_measure(
     def sample() -> torch.Tensor:
         generator = torch.Generator().manual_seed(sampling.seed)
         condition = None if sampling.condition is None else task_conditions([sampling.condition])
+        if sampling.accuracy is not None:
+            condition = accuracy_conditions(pipe.condition_info, [sampling.accuracy])
         return generate_parameters(pipe, sampling.num_models, sampling.num_inference_steps, sampling.scheduler,
                                    generator, progress, condition=condition, guidance_scale=sampling.guidance_scale)
 
@@ -224,6 +234,7 @@ def export_generated(
     command: str | None = None,
     overwrite: bool = False,
     task: TaskRecord | None = None,
+    prompt: AccuracyPrompt | None = None,
 ) -> list[GenerationRecord]:
     """Write each chosen model to ``export_dir/sample-<i>/`` (a timm repo folder) and ``generation.json``.
 
@@ -245,6 +256,8 @@ def export_generated(
         command: the command line, for ``generation.json``.
         overwrite: replace an existing non-empty folder.
         task: the task of a conditional pipeline's models (:func:`describe_task`); recorded as ``condition``.
+        prompt: the accuracy an accuracy-prompted pipeline's models were prompted for (:func:`check_accuracy_prompt`);
+            recorded as ``accuracy_prompt``, with the batch's mean validation accuracy beside it.
 
     Returns:
         The records of the chosen models, in the order of ``chosen``.
@@ -257,7 +270,7 @@ def export_generated(
             num_inference_steps=sampling.num_inference_steps, scheduler=scheduler, dataset=str(data.dataset),
             val_accuracy=float(batch.accuracy["validation"][i]), test_accuracy=float(batch.accuracy["test"][i]),
             val_size=batch.split_sizes["validation"], test_size=batch.split_sizes["test"], rank=ranks[i],
-            repo_id=repo_ids.get(i), task=task)
+            repo_id=repo_ids.get(i), task=task, prompt=prompt)
         for i in chosen
     ]
     if task is not None:
@@ -276,6 +289,9 @@ def export_generated(
         }
         if task is not None:  # absent for an unconditional pipeline: its file is as before
             summary["condition"] = dataclasses.asdict(task)
+        if prompt is not None:  # absent without a prompt, as for the unconditional pipelines
+            summary["accuracy_prompt"] = {**dataclasses.asdict(prompt),
+                                          "mean_val_accuracy": batch.accuracy["validation"].mean().item()}
         (tmp / GENERATION_FILE).write_text(json.dumps(summary, indent=2))
     return records
 
