@@ -148,7 +148,7 @@ def _prompt_section(result: EvaluationResult) -> list[str]:
                        f"{_fmt(sim.rows[ref].max_iou.mean, 3)} |")
     met = [row for row, p in result.prompts.items() if p.goal_met]
     out += ["", *(_prompt_comparisons(result, row, p) for row, p in result.prompts.items()), "",
-            f"**Goal** (no published method has reached it): prompted models that {_goal_statement(result)}.",
+            f"**Goal** (no published method has reached it): a row of prompted models that {_goal_statement(result)}.",
             ""]
     for row, p in result.prompts.items():
         v = p.versus.get(average)
