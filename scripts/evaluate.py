@@ -24,6 +24,12 @@ process): for every held-out task (never seen in training) its generated models 
 non-generative maps (nearest training task, average of the nearest, per-coordinate Gaussian, ridge from the code),
 for some training tasks the generated models against their own checkpoints, and the time to a model; OUT holds
 metrics.json, report.md, heldout_tasks.png and args.yaml. ``--guidance_scale`` sets classifier-free guidance.
+
+A pipeline trained with ``train.accuracy_prompt`` (conditioned on each checkpoint's validation accuracy) gets Table 1
+with one more row per ``evaluate.accuracy_prompts`` (``--evaluate.accuracy_prompts [90.2,90.8]``; default: the
+checkpoints' validation accuracy at its median, 90th percentile and maximum): its models generated for that
+accuracy, their calibration (achieved against prompted, ``accuracy_calibration.png``) and whether they beat the
+average of checkpoints at a lower max IoU; the "p-diff" row is its unprompted samples (the null condition).
 """
 
 from __future__ import annotations
