@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["USER_ERRORS", "UsageError", "check_output_dir", "debug_requested", "run_script"]
+__all__ = ["USER_ERRORS", "UsageError", "check_output_dir", "debug_requested", "leave_process_group", "run_script"]
 
 
 class UsageError(ValueError):
@@ -64,6 +64,21 @@ def run_script(main: Callable[[Any], Any], parse_args: Callable[[list[str] | Non
             raise
         print(f"error: {error_sentence(err)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+    finally:
+        leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Destroy this process's ``torch.distributed`` group, if it joined one (under ``accelerate launch``).
+
+    A process that exits with its group alive can abort in the teardown of the communication threads ("terminate
+    called without an active exception", exit status -6), seen on 2 CPU processes when a non-main process finished
+    before the main one had written the output.
+    """
+    import torch.distributed as dist  # here: only scripts that ran under a launcher have anything to destroy
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool, inputs: Iterable[str | os.PathLike] = (),
