@@ -33,3 +33,22 @@ def tiny_pipeline(target: TargetModel | None = None, latent_dim: int = 16) -> PD
     pipe = PDiffPipeline(target, autoencoder, denoiser, paper_scheduler())
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def conditional_pipeline(target: TargetModel | None, condition_dim: int, *, scale: float = 0.1,
+                         condition_mode: str = "add", **condition_info) -> PDiffPipeline:
+    """:func:`tiny_pipeline` with a denoiser conditioned on ``condition_dim`` values, its weights moved off their
+    initial values (``scale`` x seeded noise) as training would, so that the condition changes what it generates,
+    and ``condition_info`` registered."""
+    base = tiny_pipeline(target)
+    torch.manual_seed(0)
+    denoiser = LatentDenoiser(latent_dim=16, channels=(1, 8, 16, 8, 1), time_embed_dim=16, condition_dim=condition_dim,
+                              condition_mode=condition_mode)
+    with torch.no_grad():
+        for p in denoiser.parameters():
+            p.add_(scale * torch.randn_like(p))
+    pipe = PDiffPipeline(base.target, base.autoencoder, denoiser, base.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    if condition_info:
+        pipe.register_condition_info(**condition_info)
+    return pipe

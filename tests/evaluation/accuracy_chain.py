@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from pdiff_hub import LatentDenoiser, PDiffPipeline, TargetModel
+from pdiff_hub import PDiffPipeline, TargetModel
 from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
 
-from ..components import tiny_pipeline
+from ..components import conditional_pipeline
 from .helpers import plain_accuracy, seeded
 
 VAL_ACCURACY = [40.0, 42.5, 45.0, 47.5, 50.0, 52.5, 55.0, 57.5, 60.0, 62.5, 65.0, 70.0]
@@ -38,15 +38,6 @@ def accuracy_info(params: ParameterDataset) -> dict:
 def accuracy_pipeline(target: TargetModel, params: ParameterDataset) -> PDiffPipeline:
     """The tiny pipeline with a 1-value condition, its denoiser's weights moved off their initial values as training
     would, so that the condition changes what it generates."""
-    pipe = tiny_pipeline(target)
-    torch.manual_seed(0)
-    denoiser = LatentDenoiser(latent_dim=16, channels=(1, 8, 16, 8, 1), time_embed_dim=16, condition_dim=1,
-                              condition_mode="input")
-    with torch.no_grad():
-        for p in denoiser.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    pipe = PDiffPipeline(pipe.target, pipe.autoencoder, denoiser, pipe.scheduler)
+    pipe = conditional_pipeline(target, 1, scale=0.3, condition_mode="input", **accuracy_info(params))
     pipe.autoencoder.fit_normalization(params.vectors)
-    pipe.register_condition_info(**accuracy_info(params))
-    pipe.set_progress_bar_config(disable=True)
     return pipe

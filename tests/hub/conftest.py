@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from pdiff_hub import LatentDenoiser, PDiffPipeline
+from pdiff_hub import PDiffPipeline
 from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
 
-from ..components import tiny_pipeline, tiny_target
+from ..components import conditional_pipeline, tiny_pipeline, tiny_target
 from .fakes import DATA, PIPELINE_CARD, FakeHub, add_clutter
 
 
@@ -52,6 +52,13 @@ def params_dir(tmp_path_factory) -> tuple[Path, torch.Tensor]:
     return folder, vectors
 
 
+def saved_with_recipe(pipe: PDiffPipeline, folder: Path, name: str) -> Path:
+    """``pipe`` saved in ``folder`` as scripts/train.py leaves it, with a recipe ``name`` and the tiny data section."""
+    pipe.save_pretrained(folder)
+    (folder / "args.yaml").write_text(yaml.safe_dump({"name": name, "data": DATA}))
+    return folder
+
+
 # The tasks a tiny conditional pipeline records: one training task as a code, one held-out task as a 0/1 list.
 TRAIN_TASK, HELD_OUT_TASK = "1000000001", "0110010010"
 
@@ -61,27 +68,16 @@ def task_pipe() -> PDiffPipeline:
     """A tiny conditional pipeline of a task family: a 2-way network (its last norms and head generated), a denoiser
     conditioned on 10-bit codes with weights moved off their initial values, and what its conditions mean."""
     target = tiny_target(patterns=["layer4.*.bn*", "fc.*"], num_classes=2)
-    base = tiny_pipeline(target)
-    torch.manual_seed(0)
-    denoiser = LatentDenoiser(latent_dim=16, channels=(1, 8, 16, 8, 1), time_embed_dim=16, condition_dim=10)
-    with torch.no_grad():
-        for p in denoiser.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    pipe = PDiffPipeline(target, base.autoencoder, denoiser, base.scheduler)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.register_condition_info(description="bit i = 1: class i is positive", num_classes=10,
-                                 class_names=[f"digit {i}" for i in range(10)], train_conditions=[TRAIN_TASK],
-                                 held_out_conditions=[[int(b) for b in HELD_OUT_TASK]], split_seed=0)
-    return pipe
+    return conditional_pipeline(
+        target, 10, description="bit i = 1: class i is positive", num_classes=10,
+        class_names=[f"digit {i}" for i in range(10)], train_conditions=[TRAIN_TASK],
+        held_out_conditions=[[int(b) for b in HELD_OUT_TASK]], split_seed=0)
 
 
 @pytest.fixture(scope="module")
 def task_pipeline_dir(task_pipe, tmp_path_factory) -> Path:
     """The conditional pipeline saved as scripts/train.py leaves it, with its recipe's data section."""
-    folder = tmp_path_factory.mktemp("task-pipeline")
-    task_pipe.save_pretrained(folder)
-    (folder / "args.yaml").write_text(yaml.safe_dump({"name": "tiny-tasks", "data": DATA}))
-    return folder
+    return saved_with_recipe(task_pipe, tmp_path_factory.mktemp("task-pipeline"), "tiny-tasks")
 
 
 # What a tiny accuracy-prompted pipeline records (train.accuracy_prompt): its checkpoints' validation accuracies.
@@ -94,23 +90,10 @@ ACCURACY_INFO = {"description": "validation accuracy (%) of the checkpoint, stan
 def accuracy_pipe() -> PDiffPipeline:
     """A tiny accuracy-prompted pipeline: a denoiser conditioned on one value (the standardized validation accuracy)
     with weights moved off their initial values, and what its condition means."""
-    base = tiny_pipeline()
-    torch.manual_seed(0)
-    denoiser = LatentDenoiser(latent_dim=16, channels=(1, 8, 16, 8, 1), time_embed_dim=16, condition_dim=1,
-                              condition_mode="input")
-    with torch.no_grad():
-        for p in denoiser.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    pipe = PDiffPipeline(base.target, base.autoencoder, denoiser, base.scheduler)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.register_condition_info(**ACCURACY_INFO)
-    return pipe
+    return conditional_pipeline(None, 1, condition_mode="input", **ACCURACY_INFO)
 
 
 @pytest.fixture(scope="module")
 def accuracy_pipeline_dir(accuracy_pipe, tmp_path_factory) -> Path:
     """The accuracy-prompted pipeline saved as scripts/train.py leaves it, with its recipe's data section."""
-    folder = tmp_path_factory.mktemp("accuracy-pipeline")
-    accuracy_pipe.save_pretrained(folder)
-    (folder / "args.yaml").write_text(yaml.safe_dump({"name": "tiny-prompted", "data": DATA}))
-    return folder
+    return saved_with_recipe(accuracy_pipe, tmp_path_factory.mktemp("accuracy-pipeline"), "tiny-prompted")
