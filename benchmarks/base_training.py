@@ -28,20 +28,12 @@ import time
 from collections.abc import Callable
 
 import torch
-from resources import print_peak_memory
+from resources import matmul_peak, print_peak_memory
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pdiff_hub.recipes.config import load_recipe
 from pdiff_hub.training.collect_run import build_target
-
-
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of a square ``torch.mm`` in ``dtype``, best of ``repeats``."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -92,7 +84,7 @@ def main() -> None:
     recipe = load_recipe(args.recipe)
     batch = recipe.collect.base_batch_size
     images_per_epoch = 60000 - recipe.data.val_size  # the training split of Fashion-MNIST and MNIST
-    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    peak32, peak16 = matmul_peak(dtype=torch.float32), matmul_peak(dtype=torch.bfloat16)
     flops_per_image = step_flops(recipe, batch) / batch
     print(f"{recipe.target.model_name} ({args.recipe}), batch {batch}, {torch.get_num_threads()} threads; "
           f"{flops_per_image / 1e6:.0f} MFLOP per training image (forward + backward)")

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from resources import matmul_peak
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -72,14 +73,6 @@ def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
         result = fn()
         best = min(best, time.perf_counter() - start)
     return best, result
-
-
-def matmul_peak(repeats: int, size: int = 2048) -> float:
-    """This machine's float32 matmul speed in GFLOP/s at the current thread count."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)  # warm-up
-    seconds, _ = best_time(lambda: torch.mm(a, b), repeats)
-    return 2 * size**3 / seconds / 1e9
 
 
 def macs_per_image(module: torch.nn.Module, params: dict[str, torch.Tensor], inputs: tuple[torch.Tensor, ...]) -> int:

@@ -1,4 +1,5 @@
-"""Peak memory of a benchmark: its own process's, and that of the subprocesses it runs (one call per subprocess).
+"""What the benchmarks measure of the machine: peak memory (the process's own, and that of the subprocesses it runs,
+one call per subprocess) and the matmul peak that achieved GFLOP/s are compared with.
 
 The issue's limit is 3 GB per main-job step; ``scripts/main_job.sh`` records each step's through ``/usr/bin/time``
 (``runs/<recipe>/resources.txt``), the benchmarks print theirs with :func:`print_peak_memory`.
@@ -10,8 +11,11 @@ import os
 import resource
 import subprocess
 import sys
+import time
 
-__all__ = ["peak_memory_line", "print_peak_memory", "run_with_peak_rss"]
+import torch
+
+__all__ = ["matmul_peak", "peak_memory_line", "print_peak_memory", "run_with_peak_rss"]
 
 GB = 1e9
 LIMIT_GB = 3.0
@@ -52,3 +56,16 @@ def run_with_peak_rss(command: list[str], **popen_kwargs) -> tuple[int, float]:
 def _maxrss_bytes(maxrss: int) -> int:
     # Linux reports kilobytes, macOS bytes.
     return maxrss if sys.platform == "darwin" else maxrss * 1024
+
+
+def matmul_peak(repeats: int = 10, size: int = 2048, dtype: torch.dtype = torch.float32) -> float:
+    """This machine's matmul speed in GFLOP/s at the current thread count: a square ``torch.mm`` in ``dtype``, the
+    best of ``repeats`` after a warm-up (on a shared machine the best is the least disturbed)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9

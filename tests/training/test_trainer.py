@@ -136,10 +136,18 @@ def test_a_task_family_trains_on_two_processes(tmp_path):
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["num_processes"] == 2
 
 
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate's state is a process-wide singleton: start from the test's launch settings and leave none behind."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
-def test_the_launch_mixed_precision_is_used_and_recorded(tmp_path, monkeypatch, mixed_precision):
+def test_the_launch_mixed_precision_is_used_and_recorded(tmp_path, monkeypatch, mixed_precision,
+                                                         fresh_accelerator_state):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", mixed_precision)  # what `accelerate launch --mixed_precision` sets
-    AcceleratorState._reset_state(reset_partial_state=True)  # a process-wide singleton: an earlier test's settings
     recipe = family_recipe()
     trainer = PDiffTrainer(recipe, family_params(recipe), tmp_path / "out", report_to="none")
     result = trainer.train()
@@ -147,4 +155,3 @@ def test_the_launch_mixed_precision_is_used_and_recorded(tmp_path, monkeypatch, 
     assert trainer.accelerator.native_amp == (mixed_precision == "bf16")  # the models' forward runs under autocast
     metrics = run_metrics(recipe, family_params(recipe), result, evaluate=False)
     assert metrics.get("mixed_precision", "no") == mixed_precision
-    AcceleratorState._reset_state(reset_partial_state=True)  # later tests start from their own launch settings

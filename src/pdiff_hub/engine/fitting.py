@@ -90,7 +90,7 @@ def fit_generated_parameters(
     optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
     kept, vectors, losses = set(keep), [], []
     for step in tqdm(range(keep[-1] + 1), desc=desc, disable=not progress):
-        idx = torch.randint(len(labels), (batch_size,), generator=generator)
+        idx = _draw(len(labels), batch_size, generator)
         at = idx if position is None else position[idx]
         if position is not None and bool((at < 0).any()):
             raise ValueError(f"step {step} draws training inputs that are not among the given rows")
@@ -113,7 +113,12 @@ def drawn_rows(num_inputs: int, steps: int, batch_size: int, generator: torch.Ge
     """The training inputs (increasing, each once) that :func:`fit_generated_parameters` draws in ``steps`` steps
     from a generator in ``generator``'s state (which is left unchanged): the only rows whose features it needs."""
     g = torch.Generator().set_state(generator.get_state())
-    return torch.unique(torch.cat([torch.randint(num_inputs, (batch_size,), generator=g) for _ in range(steps)]))
+    return torch.unique(torch.cat([_draw(num_inputs, batch_size, g) for _ in range(steps)]))
+
+
+def _draw(num_inputs: int, batch_size: int, generator: torch.Generator) -> Tensor:
+    """One step's batch: ``batch_size`` indices drawn with replacement (the rule :func:`drawn_rows` replays)."""
+    return torch.randint(num_inputs, (batch_size,), generator=generator)
 
 
 def kept_steps(num_checkpoints: int, every: int = 1, burn_in: int = 0) -> range:

@@ -17,7 +17,6 @@ from ..data.images import load_recipe_splits
 from ..data.parameters import ParameterDataset
 from ..data.subsets import subsample_splits
 from ..engine.evaluator import ParameterEvaluator
-from ..engine.split import FrozenPrefixSplit
 from ..recipes.config import Recipe
 from .trainer import TrainingResult, reconstruction_accuracy
 
@@ -56,15 +55,12 @@ def check_run_folder(output_dir: str | os.PathLike, param_dataset: str | os.Path
 def reconstruction_evaluator(recipe: Recipe, params: ParameterDataset) -> ParameterEvaluator:
     """The test images the evaluation uses: the whole split, or the recipe's ``evaluate.test_images`` subset.
 
-    The labels are the dataset's classes, also for a task family: each task's binary labels derive from them. A task
-    family's checkpoints are measured as its collection measured them, frozen convolutions on 1x1 maps as their
-    centre tap."""
+    The labels are the dataset's classes, also for a task family: each task's binary labels derive from them. The
+    evaluator's simplified split is the one collection scores with, so checkpoints are measured as they were."""
     splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
     test = subsample_splits(splits, {"test": recipe.evaluate.test_images}, recipe.evaluate.seed)["test"]
     target = params.target
-    split = FrozenPrefixSplit.from_model(target.model, target.layout.names, one_pixel_convs=True) \
-        if params.is_task_family else None
-    return ParameterEvaluator(target.model, target.layout, *test, batch_size=recipe.evaluate.batch_size, split=split)
+    return ParameterEvaluator(target.model, target.layout, *test, batch_size=recipe.evaluate.batch_size)
 
 
 def run_metrics(recipe: Recipe, params: ParameterDataset, result: TrainingResult, *, evaluate: bool) -> dict:
