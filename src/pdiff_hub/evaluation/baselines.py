@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..recipes.config import EvaluateConfig
-from .result import ENSEMBLE
+from .result import ENSEMBLE, GAUSSIAN
 
 __all__ = ["baseline_rows", "noise_added", "per_coordinate_gaussian", "random_averages", "weight_average"]
 
@@ -106,7 +106,7 @@ def baseline_rows(
     rows[f"average of {config.average_size}"] = random_averages(
         originals, config.average_size, num=n, generator=generator
     )
-    rows["gaussian"] = per_coordinate_gaussian(originals, num=n, generator=generator)
+    rows[GAUSSIAN] = per_coordinate_gaussian(originals, num=n, generator=generator)
     return rows
 
 

@@ -18,17 +18,14 @@ import torch
 
 from ..data.parameters import ParameterDataset
 from ..pipeline import PDiffPipeline
-from ..pipeline.pipeline_pdiff import accuracy_conditions
+from ..pipeline.pipeline_pdiff import accuracy_conditions, is_accuracy_info
 from ..recipes.config import EvaluateConfig
 from .generation import generate_parameters
-from .result import ENSEMBLE, ORIGINAL, PromptResult, RowStatistics, Similarity, Verdict
+from .result import ENSEMBLE, GAUSSIAN, ORIGINAL, PromptResult, RowStatistics, Similarity, Verdict
 from .verdicts import compare_rows
 
-__all__ = ["GAUSSIAN", "automatic_prompts", "goal_met", "is_accuracy_prompted", "prompt_results", "prompt_row",
+__all__ = ["automatic_prompts", "goal_met", "is_accuracy_prompted", "prompt_results", "prompt_row",
            "prompted_rows", "resolve_prompts"]
-
-GAUSSIAN = "gaussian"
-"""The per-coordinate Gaussian baseline's row."""
 
 AUTOMATIC_PERCENTILES = (50, 90, 100)
 """The percentiles of the checkpoints' validation accuracy prompted when ``evaluate.accuracy_prompts`` is empty."""
@@ -36,7 +33,7 @@ AUTOMATIC_PERCENTILES = (50, 90, 100)
 
 def is_accuracy_prompted(pipe: PDiffPipeline) -> bool:
     """Whether the pipeline was trained with ``train.accuracy_prompt`` (its conditions are validation accuracies)."""
-    return (pipe.condition_info or {}).get("kind") == "accuracy"
+    return is_accuracy_info(pipe.condition_info)
 
 
 def prompt_row(accuracy: float) -> str:

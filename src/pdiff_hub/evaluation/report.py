@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 
 from .prompts import standard_error
-from .result import ENSEMBLE, ORIGINAL, PDIFF, Checks, EvaluationResult, Outcome, PromptResult, Verdict
+from .result import ENSEMBLE, GAUSSIAN, ORIGINAL, PDIFF, Checks, EvaluationResult, Outcome, PromptResult, Verdict
 
 __all__ = ["render_report"]
 
@@ -140,7 +140,7 @@ def _prompt_section(result: EvaluationResult) -> list[str]:
         out.append(f"| **{row}** | {p.prompted:.2f} | {_pm(p.val_mean, p.val_se)} | "
                    f"{'n/a' if p.val_minus_prompted is None else f'{p.val_minus_prompted:+.2f}'} | "
                    f"{_pm(p.test_mean, p.test_se)} | {_fmt(p.best)} | {_fmt(p.mean_max_iou, 3)} |")
-    for ref in (ORIGINAL, ENSEMBLE, average, "gaussian"):
+    for ref in (ORIGINAL, ENSEMBLE, average, GAUSSIAN):
         if ref in result.table:
             val = result.val_table[ref].mean if result.val_table else None
             t = result.table[ref]

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 __all__ = [
     "ENSEMBLE",
+    "GAUSSIAN",
     "ORIGINAL",
     "PDIFF",
     "Checks",
@@ -28,7 +29,7 @@ __all__ = [
     "Verdict",
 ]
 
-ORIGINAL, ENSEMBLE, PDIFF = "original", "ensemble", "p-diff"
+ORIGINAL, ENSEMBLE, PDIFF, GAUSSIAN = "original", "ensemble", "p-diff", "gaussian"
 
 Outcome = Literal["higher", "lower", "tie"]
 """How p-diff's value compares with another row's."""

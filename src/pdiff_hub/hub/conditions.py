@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..data.tasks import check_code, positive_classes
+from ..evaluation.prompts import is_accuracy_prompted
 from ..pipeline import PDiffPipeline
 from ..pipeline.pipeline_pdiff import accuracy_conditions
 from .export import AccuracyPrompt, TaskRecord
@@ -80,11 +81,6 @@ def check_task_condition(pipe: PDiffPipeline, code: str | None, name: str | None
         return check_code(code, condition_dim)
     except ValueError as err:
         raise ValueError(f"--condition {code}: {_lower_first(str(err))}") from None
-
-
-def is_accuracy_prompted(pipe: PDiffPipeline) -> bool:
-    """Whether the pipeline was trained with ``train.accuracy_prompt`` (its ``condition_info`` kind is accuracy)."""
-    return bool(pipe.denoiser.config.condition_dim) and (pipe.condition_info or {}).get("kind") == "accuracy"
 
 
 def check_accuracy_prompt(pipe: PDiffPipeline, accuracy: float | None, guidance_scale: float,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..data.parameters import ParameterDataset
 from ..pipeline import PDiffPipeline
+from ..pipeline.pipeline_pdiff import is_accuracy_info
 from ..recipes.config import Recipe
 from ..training.conditions import condition_info
 from .cards import render_card
@@ -34,7 +35,7 @@ def pipeline_card(recipe: Recipe, params: ParameterDataset, metrics: dict, comma
         checkpoints' accuracies.
     """
     info = condition_info(recipe, params)
-    accuracy = info if info is not None and info.get("kind") == "accuracy" else None
+    accuracy = info if is_accuracy_info(info) else None
     metadata = {
         "library_name": "pdiff_hub",
         "tags": ["p-diff", "neural-network-diffusion", "parameter-generation", recipe.target.model_name,

@@ -28,7 +28,7 @@ from ..models.denoiser import LatentDenoiser
 from ..models.target import TargetModel
 from .folder import COMPONENTS, RECORD_FILE, check_pipeline_folder, check_recorded_checksums, weight_checksums
 
-__all__ = ["PDiffPipeline", "PDiffPipelineOutput", "accuracy_conditions"]
+__all__ = ["PDiffPipeline", "PDiffPipelineOutput", "accuracy_conditions", "is_accuracy_info"]
 
 # Pipelines saved before the target moved into pdiff_hub.models name its old module in model_index.json. diffusers
 # looks a component's module up among the imported ones (it never imports a name read from a file), so the old name
@@ -322,6 +322,11 @@ class PDiffPipeline(DiffusionPipeline):
                 "out = pipe(num_models=10, generator=torch.Generator().manual_seed(0))\n```\n")
 
 
+def is_accuracy_info(condition_info: dict | None) -> bool:
+    """Whether a pipeline's ``condition_info`` is that of one trained with ``train.accuracy_prompt``."""
+    return (condition_info or {}).get("kind") == "accuracy"
+
+
 def accuracy_conditions(condition_info: dict, accuracy: float | Sequence[float]) -> torch.Tensor:
     """Accuracies in percent as the standardized (C, 1) conditions of an accuracy-conditioned pipeline, whose
     ``condition_info`` records the mean and standard deviation of its checkpoints' validation accuracies.
@@ -329,7 +334,7 @@ def accuracy_conditions(condition_info: dict, accuracy: float | Sequence[float])
     Raises:
         ValueError: for a pipeline that is not accuracy-conditioned, or accuracies that are not finite numbers.
     """
-    if condition_info.get("kind") != "accuracy":
+    if not is_accuracy_info(condition_info):
         what = (f"conditioned on {condition_info['description']!r}; give its conditions with condition="
                 if condition_info.get("description") else "not conditioned on accuracy")
         raise ValueError(f"accuracy= needs a pipeline trained with train.accuracy_prompt; this one is {what}")

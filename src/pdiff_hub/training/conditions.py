@@ -12,6 +12,7 @@ import torch
 
 from ..core.cli import UsageError
 from ..data.parameters import ParameterDataset
+from ..pipeline.pipeline_pdiff import accuracy_conditions as prompt_conditions
 from ..recipes.config import Recipe
 
 __all__ = ["accuracy_condition_info", "accuracy_conditions", "condition_info", "task_condition_info",
@@ -40,9 +41,8 @@ def accuracy_conditions(params: ParameterDataset) -> torch.Tensor:
     Raises:
         UsageError: for a task family, non-finite accuracies, or checkpoints that all have the same accuracy.
     """
-    accuracy = _validation_accuracy(params)
-    mean, std = accuracy.mean(), accuracy.std(correction=0)
-    return ((accuracy - mean) / std).float().unsqueeze(1)
+    # The pipeline's own standardization of prompts, so that training and prompting cannot disagree.
+    return prompt_conditions(accuracy_condition_info(params), _validation_accuracy(params).tolist())
 
 
 def accuracy_condition_info(params: ParameterDataset) -> dict:
