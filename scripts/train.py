@@ -97,6 +97,10 @@ def main(args: argparse.Namespace) -> None:
     for key in ("original_mean_test_accuracy", "reconstructed_mean_test_accuracy"):
         if key in metrics:
             print(f"  {key}: {metrics[key]:.2f}")
+    saturated = metrics["saturated_latent_fraction"]
+    print(f"  saturated_latent_fraction: {saturated:.3f}"
+          + (" (most latent values are pinned at +-1: consider autoencoder.latent_norm 'layer' with bound_latent "
+             "false)" if saturated > 0.5 else ""))
     if args.push_to_hub:
         from pdiff_hub.hub import push_folder_to_hub
 

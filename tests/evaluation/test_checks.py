@@ -3,9 +3,13 @@
 import pytest
 import torch
 
+from pdiff_hub import ParameterAutoencoder, PDiffPipeline
 from pdiff_hub.data.parameters import ParameterDataset, build_parameter_table
 from pdiff_hub.evaluation.checks import (
+    LATENT_DISTANCE_RATIO,
     RECORDED_ACCURACY_TOLERANCE,
+    SATURATED,
+    SATURATION_WARNING,
     autoencoder_checks,
     latent_nearest_original,
     recorded_accuracy_gap,
@@ -61,3 +65,28 @@ def test_autoencoder_checks_measure_the_originals(chain):
     collapsed = autoencoder_checks(pipe, same)
     assert collapsed["reconstruction_vs_mean_error"] is None
     assert collapsed["latent_std_across_originals"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_saturation_is_measured_on_the_decoders_latents_not_the_standardized_ones(chain):
+    pipe, params = chain
+    layout = pipe.target.layout
+    torch.manual_seed(0)
+    autoencoder = ParameterAutoencoder(num_params=layout.num_params, tensor_sizes=layout.sizes, latent_dim=16,
+                                       channels=(8, 16), standardize_latents=True)
+    with torch.no_grad():  # a tanh latent pinned at +-1 for these checkpoints
+        autoencoder.to_latent.weight.mul_(1000)
+    autoencoder.fit_normalization(params.vectors)
+    autoencoder.fit_latent_normalization(params.vectors)
+    saturating = PDiffPipeline(pipe.target, autoencoder.eval(), pipe.denoiser, pipe.scheduler)
+    raw = autoencoder.encoder_latents(params.vectors).detach()
+    checks = autoencoder_checks(saturating, params.vectors)
+    assert checks["saturated_latent_fraction"] == pytest.approx(float((raw.abs() > SATURATED).float().mean()))
+    assert checks["saturated_latent_fraction"] > 0.9  # the standardized latents, centred, would hide it
+    assert checks["latent_std_across_originals"] == pytest.approx(float(raw.std(dim=0).mean()), rel=1e-5)
+
+
+def test_the_run_decides_the_latent_verdicts_from_its_measures(result):
+    checks = result.checks
+    nearest = checks.latent_nearest_original
+    assert checks.generated_off_originals == (nearest["p-diff"] > LATENT_DISTANCE_RATIO * nearest["original"])
+    assert checks.latents_saturated == (checks.saturated_latent_fraction > SATURATION_WARNING)

@@ -1,6 +1,6 @@
 """The report renders the result's verdicts as stored: it decides nothing itself."""
 
-from pdiff_hub.evaluation.report import COLLAPSE, render_report
+from pdiff_hub.evaluation.report import COLLAPSE, OFF_ORIGINALS, SATURATION, render_report
 from pdiff_hub.evaluation.result import Verdict
 
 from .helpers import hand_built_result
@@ -58,6 +58,17 @@ def test_checks_are_rendered_from_their_verdicts():
     assert "largest difference 0.0500 points (the splits may differ from the collection run)." in flagged
     unrecorded = render_report(hand_built_result({"gaussian": verdict()}, gap=None), {})
     assert "recorded at collection" not in unrecorded
+
+
+def test_saturated_latents_and_samples_off_the_originals_are_warned_about():
+    result = hand_built_result({"gaussian": verdict()})
+    quiet = render_report(result, {})
+    assert SATURATION not in quiet and "the originals' own spacing" not in quiet
+    assert "p-diff 2.000, originals (to the nearest other original) 1.000: 2.0x (goal: within 2x)." in quiet
+    result.checks.latents_saturated, result.checks.generated_off_originals = True, True
+    flagged = render_report(result, {})
+    assert f"> **Warning:** {SATURATION}" in flagged
+    assert f"> **Warning:** {OFF_ORIGINALS.format(ratio=2)}" in flagged
 
 
 def test_tables_and_figures():

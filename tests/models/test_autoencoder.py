@@ -99,3 +99,50 @@ def test_mismatched_sizes_and_shapes_are_refused():
         ParameterAutoencoder(num_params=37, tensor_sizes=[20, 16], latent_dim=8, channels=(4, 8))
     with pytest.raises(ValueError, match=r"\(N, 37\)"):
         autoencoder().encode(torch.zeros(2, 36))
+
+
+def test_normalized_latent_has_zero_mean_and_unit_rms_per_model_and_cannot_saturate():
+    ae = autoencoder(bound_latent=False, latent_norm="layer")
+    with torch.no_grad():  # outputs that tanh would pin at +-1
+        ae.to_latent.weight.mul_(100)
+    latents = ae.encode(checkpoints())
+    torch.testing.assert_close(latents.mean(dim=1), torch.zeros(6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(latents.pow(2).mean(dim=1), torch.ones(6), atol=1e-3, rtol=0)
+    assert latents.abs().max() > 1  # not squashed: a fixed scale, not a bound
+
+
+def test_latent_norm_values_and_the_tanh_bound_are_refused_together():
+    with pytest.raises(ValueError, match="exclude each other"):
+        autoencoder(latent_norm="layer")  # bound_latent defaults to true
+    with pytest.raises(ValueError, match="latent_norm must be one of"):
+        autoencoder(bound_latent=False, latent_norm="batch")
+
+
+def test_standardized_latents_fill_unit_variance_per_coordinate_and_decode_as_before():
+    vectors = checkpoints(k=12)
+    ae = autoencoder(standardize_latents=True).eval()
+    ae.fit_normalization(vectors)
+    raw = ae.encoder_latents(vectors)
+    assert torch.equal(ae.encode(vectors), raw)  # identity until fitted
+    ae.fit_latent_normalization(vectors)
+    z = ae.encode(vectors)
+    torch.testing.assert_close(z.mean(dim=0), torch.zeros(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(dim=0), torch.ones(8), atol=1e-4, rtol=0)
+    torch.testing.assert_close(ae.latent_mean, raw.mean(dim=0))
+    # the decoder still sees the encoder's own latents: standardizing changes the denoiser's space only
+    torch.testing.assert_close(ae.decode(z), ae(vectors))
+
+
+def test_latent_standardization_is_saved_with_the_model_and_absent_without_it(tmp_path):
+    vectors = checkpoints(k=12)
+    ae = autoencoder(standardize_latents=True)
+    ae.fit_normalization(vectors)
+    ae.fit_latent_normalization(vectors)
+    ae.save_pretrained(tmp_path / "on")
+    loaded = ParameterAutoencoder.from_pretrained(tmp_path / "on").eval()
+    assert torch.equal(loaded.latent_mean, ae.latent_mean) and torch.equal(loaded.latent_std, ae.latent_std)
+    assert torch.equal(loaded.encode(vectors), ae.eval().encode(vectors))
+    plain = autoencoder()  # saved as every pipeline before the option: no extra weights, loads as it was
+    assert "latent_mean" not in plain.state_dict()
+    with pytest.raises(ValueError, match="without standardize_latents"):
+        plain.fit_latent_normalization(vectors)

@@ -148,3 +148,13 @@ def test_the_named_schedulers_are_the_ones_that_exist():
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
     for name in LR_SCHEDULERS:
         get_scheduler(name, optimizer, num_warmup_steps=1, num_training_steps=4)
+
+
+def test_a_latent_norm_is_a_choice_and_excludes_the_tanh_bound():
+    recipe = recipe_from_dict({"autoencoder": {"bound_latent": False, "latent_norm": "layer",
+                                               "standardize_latents": True}})
+    assert (recipe.autoencoder.latent_norm, recipe.autoencoder.standardize_latents) == ("layer", True)
+    with pytest.raises(UsageError, match=r"autoencoder\.bound_latent must be false with autoencoder\.latent_norm"):
+        recipe_from_dict({"autoencoder": {"latent_norm": "layer"}})
+    with pytest.raises(UsageError, match=r"autoencoder\.latent_norm in recipe must be one of"):
+        recipe_from_dict({"autoencoder": {"bound_latent": False, "latent_norm": "batch"}})

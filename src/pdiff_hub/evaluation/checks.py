@@ -10,12 +10,16 @@ import warnings
 import torch
 
 from ..data.parameters import ParameterDataset
+from ..models.autoencoder import SATURATED
 from ..pipeline import PDiffPipeline
 from .metrics import nearest_l2
 
 __all__ = [
     "COLLAPSE_RATIO",
     "IDENTICAL_LATENT_STD",
+    "LATENT_DISTANCE_RATIO",
+    "SATURATED",
+    "SATURATION_WARNING",
     "RECORDED_ACCURACY_TOLERANCE",
     "autoencoder_checks",
     "encode",
@@ -27,6 +31,11 @@ RECORDED_ACCURACY_TOLERANCE = 0.1
 """Points of test accuracy by which recomputing the originals may differ from the record before it is suspect."""
 COLLAPSE_RATIO = 0.5
 """Reconstruction error, relative to predicting the mean checkpoint, above which the autoencoder has collapsed."""
+SATURATION_WARNING = 0.5
+"""Fraction of saturated latent values above which the report warns."""
+LATENT_DISTANCE_RATIO = 2.0
+"""How many times the originals' own spacing the generated models' latent distance to the nearest original may be
+before they count as off the originals' region (issue goal: within 2x)."""
 IDENTICAL_LATENT_STD = 1e-3
 """Spread of the originals' latents below which they are (nearly) identical."""
 
@@ -78,19 +87,24 @@ def autoencoder_checks(pipe: PDiffPipeline, originals: torch.Tensor, latents: to
         every checkpoint by the checkpoints' mean (near or above 1: the latents carry no information about which
         checkpoint they encode, and every decoded model is the mean; None when the checkpoints are all equal);
         ``latent_std_across_originals``: the per-coordinate std of the originals' latents, averaged;
-        ``saturated_latent_fraction``: the fraction of the originals' latent values with magnitude above 0.99 (a
-        bounded latent pinned at +-1 ignores its input).
+        ``saturated_latent_fraction``: the fraction of the originals' latent values with magnitude above
+        :data:`SATURATED` (a ``tanh`` latent pinned at +-1 ignores its input, and the decoder has never seen the
+        values between); both of the encoder's latents, before any
+        latent standardization (:meth:`~pdiff_hub.ParameterAutoencoder.encoder_latents`).
     """
     z = encode(pipe, originals) if latents is None else latents
     autoencoder = pipe.autoencoder
     reconstructed = autoencoder.decode(z.to(autoencoder.device, autoencoder.dtype)).float().cpu()
+    if autoencoder.config.standardize_latents:  # the decoder's own latents, before the standardization
+        z = autoencoder.encoder_latents(originals.to(autoencoder.device, autoencoder.dtype)).float().cpu()
+    saturated = autoencoder.saturated_fraction(originals.to(autoencoder.device, autoencoder.dtype))
     originals = originals.float()
     error = (reconstructed - originals).pow(2).mean()
     mean_error = (originals - originals.mean(dim=0)).pow(2).mean()
     return {
         "reconstruction_vs_mean_error": float(error / mean_error) if mean_error > 0 else None,
         "latent_std_across_originals": float(z.std(dim=0).mean()),
-        "saturated_latent_fraction": float((z.abs() > 0.99).float().mean()),
+        "saturated_latent_fraction": saturated,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from .checks import LATENT_DISTANCE_RATIO
 from .prompts import standard_error
 from .result import ENSEMBLE, GAUSSIAN, ORIGINAL, PDIFF, Checks, EvaluationResult, Outcome, PromptResult, Verdict
 
@@ -16,6 +17,11 @@ __all__ = ["render_report"]
 
 COLLAPSE = ("The autoencoder reconstructs the checkpoints no better than their mean: its latents do not tell them "
             "apart, so every decoded model is (a perturbation of) the mean checkpoint.")
+SATURATION = ("Most of the originals' latent values are saturated (|z| > 0.99): the autoencoder encodes the "
+              "checkpoints as +-1 codes, and the decoder was never trained between them, where the denoiser's "
+              "samples land. A normalized latent avoids it (autoencoder.latent_norm 'layer', bound_latent false).")
+OFF_ORIGINALS = ("The generated models' latents lie more than {ratio:g}x the originals' own spacing from the nearest "
+                 "original: the denoiser samples between the training latents rather than where they are.")
 _CAPTIONS = {
     "accuracy_vs_max_iou": "Test accuracy against max IoU to the originals (right = a near copy).",
     "accuracy_distribution": "Test accuracy of every model; dashed: the originals' mean.",
@@ -89,8 +95,10 @@ def _check_lines(checks: Checks) -> list[str]:
                  f"{100 * checks.saturated_latent_fraction:.1f}% of values saturated (|z| > 0.99).")
     nearest = checks.latent_nearest_original
     if nearest is not None:
+        ratio = nearest[PDIFF] / nearest["original"] if nearest["original"] > 0 else math.inf
         lines.append(f"- Latent distance to the nearest original's latent (the models encoded): p-diff "
-                     f"{nearest[PDIFF]:.3f}, originals (to the nearest other original) {nearest['original']:.3f}.")
+                     f"{nearest[PDIFF]:.3f}, originals (to the nearest other original) {nearest['original']:.3f}: "
+                     f"{ratio:.1f}x (goal: within {LATENT_DISTANCE_RATIO:g}x).")
     return lines
 
 
@@ -185,6 +193,9 @@ def render_report(result: EvaluationResult, figures: Mapping[str, str]) -> str:
         f"checkpoints of {setup.num_params:,} parameters ({names}). Splits: {_split_sizes(result)}.",
         "",
         *([f"> **Warning:** {COLLAPSE}", ""] if result.checks.autoencoder_collapsed else []),
+        *([f"> **Warning:** {SATURATION}", ""] if result.checks.latents_saturated else []),
+        *([f"> **Warning:** {OFF_ORIGINALS.format(ratio=LATENT_DISTANCE_RATIO)}", ""]
+          if result.checks.generated_off_originals else []),
         "## Table 1",
         "",
         f"Test accuracy (%). **best** is the test accuracy of the model chosen by {setup.best_selected_by} "

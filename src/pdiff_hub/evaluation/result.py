@@ -130,7 +130,11 @@ class Checks:
     ``latent_std_across_originals``, ``saturated_latent_fraction``: see
     :func:`~pdiff_hub.evaluation.checks.autoencoder_checks`; ``autoencoder_collapsed`` and ``latents_identical``
     are their verdicts. ``latent_nearest_original``: mean latent distance to the nearest original's latent, for
-    p-diff and for the originals (to the nearest other one); None with a single original.
+    p-diff and for the originals (to the nearest other one); None with a single original. ``latents_saturated``:
+    more than :data:`~pdiff_hub.evaluation.checks.SATURATION_WARNING` of the latent values are saturated;
+    ``generated_off_originals``: the generated models lie more than
+    :data:`~pdiff_hub.evaluation.checks.LATENT_DISTANCE_RATIO` times the originals' own spacing from the nearest
+    original's latent (None without a distance). Both default for results saved before they existed.
     """
 
     max_recorded_vs_recomputed_test_accuracy: float | None
@@ -141,6 +145,8 @@ class Checks:
     recorded_accuracy_mismatch: bool
     autoencoder_collapsed: bool
     latents_identical: bool
+    latents_saturated: bool = False
+    generated_off_originals: bool | None = None
 
 
 @dataclass

@@ -26,7 +26,9 @@ from .baselines import baseline_rows
 from .checks import (
     COLLAPSE_RATIO,
     IDENTICAL_LATENT_STD,
+    LATENT_DISTANCE_RATIO,
     RECORDED_ACCURACY_TOLERANCE,
+    SATURATION_WARNING,
     autoencoder_checks,
     encode,
     latent_nearest_original,
@@ -256,13 +258,17 @@ def _checks(
     # The accuracies recorded at collection are on the whole test split: comparable only when it was not subsampled.
     gap = recorded_accuracy_gap(params, originals_test_accuracy) if whole_test_split else None
     ratio = autoencoder["reconstruction_vs_mean_error"]
+    nearest = latent_nearest_original(latents[ORIGINAL], latents[PDIFF])
     return Checks(
         max_recorded_vs_recomputed_test_accuracy=gap,
         **autoencoder,
-        latent_nearest_original=latent_nearest_original(latents[ORIGINAL], latents[PDIFF]),
+        latent_nearest_original=nearest,
         recorded_accuracy_mismatch=gap is not None and gap > RECORDED_ACCURACY_TOLERANCE,
         autoencoder_collapsed=ratio is not None and ratio > COLLAPSE_RATIO,
         latents_identical=autoencoder["latent_std_across_originals"] < IDENTICAL_LATENT_STD,
+        latents_saturated=autoencoder["saturated_latent_fraction"] > SATURATION_WARNING,
+        generated_off_originals=None if nearest is None or nearest["original"] <= 0
+        else nearest[PDIFF] > LATENT_DISTANCE_RATIO * nearest["original"],
     )
 
 

@@ -9,7 +9,11 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-__all__ = ["ParameterAutoencoder"]
+__all__ = ["LATENT_NORMS", "SATURATED", "ParameterAutoencoder"]
+
+LATENT_NORMS = ("none", "layer")  # the latent_norm values
+SATURATED = 0.99
+"""Magnitude above which a latent value counts as saturated (``tanh`` pinned at +-1)."""
 
 
 def _conv_block(c_in: int, c_out: int, kernel_size: int, transpose: bool) -> nn.Sequential:
@@ -27,11 +31,20 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
 
     Inputs are standardized per parameter tensor (mean and std of each tensor over the collected checkpoints,
     stored as buffers with the model), zero-padded to a multiple of ``2**len(channels)``, and passed through strided
-    ``Conv1d`` blocks, a linear layer and ``tanh`` (when ``bound_latent``) to a latent of ``latent_dim`` values. The
-    decoder mirrors it with transposed convolutions. During training only, Gaussian noise of amplitude
-    ``input_noise`` is added to the standardized input and of amplitude ``latent_noise`` to the latent: the paper's
-    noise augmentation. Bounding the latent keeps the latent noise meaningful: an unbounded encoder can grow its
-    latents until a fixed noise amplitude no longer matters.
+    ``Conv1d`` blocks, a linear layer and ``tanh`` (when ``bound_latent``) or a per-latent normalization (when
+    ``latent_norm="layer"``) to a latent of ``latent_dim`` values. The decoder mirrors it with transposed
+    convolutions. During training only, Gaussian noise of amplitude ``input_noise`` is added to the standardized
+    input and of amplitude ``latent_noise`` to the latent: the paper's noise augmentation. Bounding or normalizing
+    the latent keeps the latent noise meaningful: an unbounded encoder can grow its latents until a fixed noise
+    amplitude no longer matters. ``tanh`` does so by saturating: the encoder learns +-1 codes (95-99.6% of values
+    at |z| > 0.99 on the recipes), between which the decoder was never trained; the normalized latent has a fixed
+    scale (zero mean and unit RMS over its ``latent_dim`` values) and nothing to saturate.
+
+    With ``standardize_latents``, :meth:`encode` and :meth:`decode` work in a standardized latent space: each
+    coordinate centred and scaled by its mean and std over the collected checkpoints (:meth:`fit_latent_normalization`,
+    after the autoencoder is trained; the statistics are buffers of the model), so that the checkpoints fill the
+    unit-variance scale that the DDPM's noise schedule assumes (the role of Stable Diffusion's VAE scaling factor,
+    per coordinate). :meth:`encoder_latents` gives the latents before that standardization.
 
     Args:
         num_params: length ``D`` of the parameter vectors.
@@ -43,6 +56,9 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         input_noise: training-time noise amplitude on the standardized input.
         latent_noise: training-time noise amplitude on the latent.
         bound_latent: squash the latent with ``tanh`` into (-1, 1).
+        latent_norm: ``"none"``, or ``"layer"``: normalize each latent to zero mean and unit RMS over its values
+            (``layer_norm`` without affine parameters). Excludes ``bound_latent``.
+        standardize_latents: the latents the denoiser sees are standardized per coordinate over the checkpoints.
         center_per_coordinate: subtract each coordinate's mean over the checkpoints before the per-tensor scaling,
             so that the autoencoder models how checkpoints differ rather than what they share. Off is the paper's
             plain per-tensor standardization, under which the shared mean dominates the loss and the autoencoder
@@ -61,8 +77,15 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         latent_noise: float = 0.1,
         bound_latent: bool = True,
         center_per_coordinate: bool = True,
+        latent_norm: str = "none",
+        standardize_latents: bool = False,
     ):
         super().__init__()
+        if latent_norm not in LATENT_NORMS:
+            raise ValueError(f"latent_norm must be one of {LATENT_NORMS}, got {latent_norm!r}")
+        if latent_norm != "none" and bound_latent:
+            raise ValueError("bound_latent and latent_norm='layer' exclude each other: a normalized latent has a fixed "
+                             "scale already; set bound_latent to false")
         tensor_sizes = list(tensor_sizes) if tensor_sizes is not None else [num_params]
         if sum(tensor_sizes) != num_params:
             raise ValueError(f"tensor_sizes sum to {sum(tensor_sizes)}, but num_params is {num_params}")
@@ -71,6 +94,9 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         self.reduced_length = self.padded_length // factor
         self.register_buffer("param_mean", torch.zeros(num_params))
         self.register_buffer("param_std", torch.ones(num_params))
+        if standardize_latents:  # only then: pipelines saved before these buffers existed load as they were
+            self.register_buffer("latent_mean", torch.zeros(latent_dim))
+            self.register_buffer("latent_std", torch.ones(latent_dim))
 
         enc_channels = [1, *channels]
         self.encoder = nn.Sequential(
@@ -101,6 +127,18 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         self.param_mean.copy_(mean)
         self.param_std.copy_(torch.cat(stds))
 
+    @torch.no_grad()
+    def fit_latent_normalization(self, vectors: torch.Tensor) -> None:
+        """Set the latent standardization from the checkpoints' latents (``standardize_latents`` only); a (K, D)
+        matrix of collected checkpoints, encoded without noise."""
+        if not self.config.standardize_latents:
+            raise ValueError("this autoencoder was built without standardize_latents")
+        z = self.encoder_latents(vectors).float()
+        std = z.std(dim=0) if len(z) > 1 else torch.ones_like(z[0])
+        # A coordinate that does not vary over the checkpoints is only centred, not scaled.
+        self.latent_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+        self.latent_mean.copy_(z.mean(dim=0))
+
     @property
     def _tensor_sizes(self) -> list[int]:
         return list(self.config.tensor_sizes or [self.config.num_params])
@@ -111,12 +149,35 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
                              f"got {tuple(vectors.shape)}")
 
     def encode(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Latents (N, latent_dim) of parameter vectors (N, D), without noise."""
+        """Latents (N, latent_dim) of parameter vectors (N, D), without noise: the latents the denoiser models
+        (standardized with ``standardize_latents``)."""
+        z = self.encoder_latents(vectors)
+        if self.config.standardize_latents:
+            z = (z - self.latent_mean) / self.latent_std
+        return z
+
+    def encoder_latents(self, vectors: torch.Tensor) -> torch.Tensor:
+        """The encoder's latents (N, latent_dim), without noise and before any latent standardization: what the
+        decoder was trained on (their saturation is what :mod:`pdiff_hub.evaluation.checks` reports)."""
         return self._encode(vectors, noise=False)
 
+    @torch.no_grad()
+    def saturated_fraction(self, vectors: torch.Tensor) -> float:
+        """The fraction of the encoder's latent values of ``vectors`` with magnitude above :data:`SATURATED`: near 1,
+        a ``tanh`` latent is a code of +-1 values between which the decoder was never trained. 0 for a latent
+        without the bound (unbounded or normalized), which has nothing to saturate."""
+        if not self.config.bound_latent:
+            return 0.0
+        return float((self.encoder_latents(vectors).abs() > SATURATED).float().mean())
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Parameter vectors (N, D) from latents (N, latent_dim) or (N, 1, latent_dim)."""
+        """Parameter vectors (N, D) from latents (N, latent_dim) or (N, 1, latent_dim), as :meth:`encode` gives."""
         latents = latents.reshape(latents.shape[0], -1)
+        if self.config.standardize_latents:
+            latents = latents * self.latent_std + self.latent_mean
+        return self._decode(latents)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         h = self.from_latent(latents).view(latents.shape[0], -1, self.reduced_length)
         out = self.to_params(self.decoder(h))[:, 0, : self.config.num_params]
         return out * self.param_std + self.param_mean
@@ -130,13 +191,15 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         z = self.to_latent(self.encoder(x[:, None, :]).flatten(1))
         if self.config.bound_latent:
             z = torch.tanh(z)
+        elif self.config.latent_norm == "layer":
+            z = nn.functional.layer_norm(z, z.shape[-1:])
         if noise and self.config.latent_noise > 0:
             z = z + self.config.latent_noise * torch.randn_like(z)
         return z
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
         """Reconstructions of ``vectors``; noise augmentation is applied in training mode only."""
-        return self.decode(self._encode(vectors, noise=self.training))
+        return self._decode(self._encode(vectors, noise=self.training))
 
     def normalized_error(self, vectors: torch.Tensor) -> torch.Tensor:
         """Mean squared reconstruction error in standardized units: the training loss."""

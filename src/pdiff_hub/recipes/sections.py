@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.fitting import kept_steps
-from ..models.autoencoder import ParameterAutoencoder
+from ..models.autoencoder import LATENT_NORMS, ParameterAutoencoder
 from ..models.conditioning import CONDITION_MODES
 from ..models.denoiser import LatentDenoiser
 from .rules import Rule, choice, integer, items, number, odd, random_seed, setting, symmetric_channels, text
@@ -88,7 +88,7 @@ def _component_section(name: str, component: type, derived: tuple[str, ...], rul
 AutoencoderConfig = _component_section(
     "AutoencoderConfig", ParameterAutoencoder, ("num_params", "tensor_sizes"),
     {"latent_dim": integer(1), "channels": items(int, integer(1), non_empty=True), "kernel_size": odd(1),
-     "input_noise": number(0), "latent_noise": number(0)},
+     "input_noise": number(0), "latent_noise": number(0), "latent_norm": choice(LATENT_NORMS)},
     "The parameter autoencoder: the arguments of ParameterAutoencoder, with its defaults.")
 DenoiserConfig = _component_section(
     "DenoiserConfig", LatentDenoiser, ("latent_dim", "condition_dim"),
@@ -227,6 +227,9 @@ PAIR_RULES = [
      "held-out tasks need training tasks: tasks.num_heldout_tasks must be 0 when tasks.num_train_tasks is 0"),
     ("train.accuracy_prompt", "tasks.num_train_tasks", lambda a, b: not (a and b > 0),
      "a task family is conditioned on its tasks: train.accuracy_prompt must be false when tasks.num_train_tasks > 0"),
+    ("autoencoder.bound_latent", "autoencoder.latent_norm", lambda a, b: not (a and b != "none"),
+     "autoencoder.bound_latent must be false with autoencoder.latent_norm 'layer' (a normalized latent has a fixed "
+     "scale already)"),
 ]
 
 

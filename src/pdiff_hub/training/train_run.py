@@ -64,7 +64,9 @@ def reconstruction_evaluator(recipe: Recipe, params: ParameterDataset) -> Parame
 
 
 def run_metrics(recipe: Recipe, params: ParameterDataset, result: TrainingResult, *, evaluate: bool) -> dict:
-    """What ``metrics.json`` records: final losses, training time, and (``evaluate``) the reconstruction accuracy.
+    """What ``metrics.json`` records: final losses, training time, the fraction of the checkpoints' latent values
+    that are saturated (:meth:`~pdiff_hub.ParameterAutoencoder.saturated_fraction`), and (``evaluate``) the
+    reconstruction accuracy.
 
     The process count is recorded when it is more than one, and accelerate's mixed precision when it is not ``"no"``:
     the weights depend on them (each process draws its own noise; bfloat16 rounds). For a task family the accuracies
@@ -77,6 +79,7 @@ def run_metrics(recipe: Recipe, params: ParameterDataset, result: TrainingResult
         metrics["num_processes"] = result.num_processes
     if result.mixed_precision != "no":
         metrics["mixed_precision"] = result.mixed_precision
+    metrics["saturated_latent_fraction"] = result.pipeline.autoencoder.saturated_fraction(params.vectors)
     if evaluate:
         evaluator = reconstruction_evaluator(recipe, params)
         metrics.update(reconstruction_accuracy(result.pipeline.autoencoder, params.vectors, evaluator, params.tasks))

@@ -309,7 +309,11 @@ class PDiffTrainer:
     @torch.no_grad()
     def _encode_checkpoints(self) -> torch.Tensor:
         self.autoencoder.eval()
-        latents = self.accelerator.unwrap_model(self.autoencoder).encode(self.vectors)
+        autoencoder = self.accelerator.unwrap_model(self.autoencoder)
+        if autoencoder.config.standardize_latents:
+            # Fitted from the trained autoencoder alone, so a run resumed in stage 2 fits the same statistics.
+            autoencoder.fit_latent_normalization(self.vectors)
+        latents = autoencoder.encode(self.vectors)
         # The ranks' autoencoders are equal, so are their latents; the main process's are used everywhere so that
         # stage 2 trains on one set of latents even if a kernel rounded differently on another device.
         return broadcast(latents.contiguous(), from_process=0) if self.num_processes > 1 else latents
