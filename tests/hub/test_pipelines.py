@@ -237,3 +237,21 @@ def test_an_unconditional_pipeline_card_says_nothing_of_prompts():
     card = ModelCard(_card(accuracy_prompt=False))
     assert "accuracy-prompted" not in card.data.tags
     assert "accuracy=" not in card.text and "Condition:" not in card.text and "Conditional" not in card.text
+
+
+@pytest.mark.parametrize("autoencoder, saturated, says", [
+    ({}, 0.995, "Latent values of the checkpoints saturated at +-1 (`tanh` bound, |z| > 0.99): 99.5%: the latents are "
+                "+-1 codes"),
+    ({"bound_latent": False, "latent_norm": "layer", "standardize_latents": True}, 0.0,
+     "latent: normalized per model (zero mean, unit RMS), standardized per coordinate over the checkpoints for the "
+     "denoiser;"),
+])
+def test_the_card_says_which_latent_and_how_saturated(autoencoder, saturated, says):
+    recipe, params = _card_inputs(False)
+    values = recipe.to_dict()
+    values["autoencoder"].update(autoencoder)
+    metrics = {"final_losses": {"autoencoder": 0.1}, "train_seconds": 1.0, "saturated_latent_fraction": saturated}
+    card = pipeline_card(recipe_from_dict(values), params, metrics, "train", param_dataset="p", repo_id="org/x")
+    text = " ".join(card.split())
+    assert says in text
+    assert ("the latents are +-1 codes" in text) == (saturated > 0.5)
