@@ -221,7 +221,7 @@ def agreement_targets(args: argparse.Namespace, train: tuple[torch.Tensor, torch
 def run_agreement(args: argparse.Namespace) -> None:
     """Exact vs simplified predictions on the whole validation and test splits of Fashion-MNIST."""
     recipe = load_recipe(FAMILIES["resnet18"])
-    splits = load_recipe_splits(recipe.data, dict(recipe.target.model_kwargs))
+    splits = load_recipe_splits(recipe.data, recipe.target.image_kwargs())
     print("| family | vectors | predictions compared | identical | differing | max accuracy difference (points) "
           "| base/mean accuracy (test) |")
     lines = []

@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> None:
         args.output_dir, overwrite=args.overwrite, inputs=[resolve_recipe_path(args.recipe)] if args.recipe else []))
     if recipe.is_task_family:
         check_task_plan(recipe, accelerator.num_processes)
-        splits, class_names = load_recipe_data(recipe.data, recipe.target.model_kwargs)
+        splits, class_names = load_recipe_data(recipe.data, recipe.target.image_kwargs())
         check_splits(recipe, splits)
         collected = collect_task_family(recipe, splits, class_names, device=accelerator.device)
     else:

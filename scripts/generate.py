@@ -1,4 +1,5 @@
-"""Generate models with a p-diff pipeline, measure them, keep the best by validation accuracy, export them for timm.
+"""Generate models with a p-diff pipeline, measure them, keep the best by validation accuracy, export them for timm
+(or transformers, for a transformers target).
 
     python scripts/generate.py --pipeline runs/fmnist/pipeline --num_models 100 --export_dir runs/fmnist/generated
     python scripts/generate.py --pipeline org/pdiff-fashion-mnist-resnet18 --num_models 100 --select 3 \\
@@ -10,7 +11,8 @@ at collection and selection never sees the base model's training images; ``--dat
 section. Only the data section is used (the pipeline fixes the rest): an override of another section is refused.
 The sampler is set by this script's own flags (--num_models, --num_inference_steps, --scheduler, --seed), not by
 the recipe's evaluate section. The chosen ones (by VALIDATION accuracy) are written to ``EXPORT_DIR/sample-<i>/``
-as timm Hub repo folders (``config.json``, ``model.safetensors``, ``README.md``), with ``EXPORT_DIR/generation.json``
+as timm Hub repo folders (``config.json``, ``model.safetensors``, ``README.md``; a transformers target's as plain
+transformers repo folders, ``preprocessor_config.json`` beside them), with ``EXPORT_DIR/generation.json``
 recording the seed, the steps and every accuracy. The export folder appears complete or not at all. With
 ``--push_to_hub`` each sample goes to ``<hub_model_id>-sample-<i>`` (a single one to ``hub_model_id``); log in first
 (``hf auth login``).

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["ParameterLayout", "select_parameters"]
+__all__ = ["ParameterLayout", "PatternError", "select_parameters"]
+
+
+class PatternError(ValueError):
+    """Parameter patterns that select nothing of a network."""
 
 
 def select_parameters(model: nn.Module, patterns: str | Sequence[str]) -> list[str]:
@@ -25,12 +29,12 @@ def select_parameters(model: nn.Module, patterns: str | Sequence[str]) -> list[s
     (``layer4.1.bn*`` selects every parameter of the matching modules). ``"*"`` selects the whole network.
 
     Raises:
-        ValueError: if a pattern matches nothing; the message lists the closest parameter names.
+        PatternError: a ``ValueError``, if a pattern matches nothing; the message lists the closest parameter names.
     """
     if isinstance(patterns, str):
         patterns = [patterns]
     if not patterns:
-        raise ValueError("No parameter patterns given: pass e.g. ['layer4.1.bn*'] or ['*'] for the whole network.")
+        raise PatternError("No parameter patterns given: pass e.g. ['layer4.1.bn*'] or ['*'] for the whole network.")
     names = [name for name, _ in model.named_parameters()]
     selected: list[str] = []
     for pattern in patterns:
@@ -38,7 +42,7 @@ def select_parameters(model: nn.Module, patterns: str | Sequence[str]) -> list[s
         if not hits:
             prefix = pattern.split("*")[0].rsplit(".", 1)[0]
             near = [n for n in names if n.startswith(prefix)][:8] or names[-8:]
-            raise ValueError(f"Parameter pattern {pattern!r} matches no parameter of {type(model).__name__}; "
+            raise PatternError(f"Parameter pattern {pattern!r} matches no parameter of {type(model).__name__}; "
                              f"parameters near it: {near}")
         selected.extend(hits)
     chosen = set(selected)

@@ -50,6 +50,7 @@ from ..pipeline import PDiffPipeline
 from ..pipeline.pipeline_pdiff import accuracy_conditions
 from .commit import push_folder_to_hub
 from .export import AccuracyPrompt, GenerationRecord, TaskRecord, export_timm_model
+from .export_transformers import export_transformers_model
 
 __all__ = [
     "MeasuredBatch",
@@ -137,9 +138,8 @@ def selection_splits(data: Any, target: TargetModel, task: str | None = None) ->
     Raises:
         ValueError: when the class counts differ or the validation split is empty.
     """
-    model_kwargs = dict(target.config.model_kwargs or {})
+    expected, in_chans = target.classes_and_channels()
     splits = load_image_dataset(data.dataset, val_size=data.val_size, seed=data.split_seed)
-    expected = model_kwargs.get("num_classes")
     if task is not None:
         if expected is not None and expected != 2:
             raise ValueError(f"A task's models are 2-way classifiers, but the pipeline's target "
@@ -154,7 +154,6 @@ def selection_splits(data: Any, target: TargetModel, task: str | None = None) ->
     if len(splits["validation"]) == 0:
         raise ValueError(f"data.val_size {data.val_size} leaves no validation split of {data.dataset}, and the "
                          f"generated models are chosen by validation accuracy; use the collection's val_size")
-    in_chans = int(model_kwargs.get("in_chans", 3))
     tensors = {name: dataset_to_tensors(splits[name], image_size=data.image_size, in_chans=in_chans)
                for name in ("validation", "test")}
     if task is not None:
@@ -236,7 +235,8 @@ def export_generated(
     task: TaskRecord | None = None,
     prompt: AccuracyPrompt | None = None,
 ) -> list[GenerationRecord]:
-    """Write each chosen model to ``export_dir/sample-<i>/`` (a timm repo folder) and ``generation.json``.
+    """Write each chosen model to ``export_dir/sample-<i>/`` (a timm or transformers repo folder, as the target's
+    library) and ``generation.json``.
 
     ``generation.json`` records the command, the pipeline, the sampling, the data section, the selection, every
     model's accuracies and one :class:`GenerationRecord` per chosen model. The folder appears complete or not at all.
@@ -276,8 +276,9 @@ def export_generated(
     if task is not None:
         label_names = task.label_names
     with atomic_output_dir(export_dir, overwrite=overwrite) as tmp:
+        export = export_transformers_model if target.is_transformers else export_timm_model
         for record in records:
-            export_timm_model(target, batch.vectors[record.index], tmp / f"sample-{record.index}",
+            export(target, batch.vectors[record.index], tmp / f"sample-{record.index}",
                               card_values=record, mean=DEFAULT_MEAN, std=DEFAULT_STD, label_names=label_names,
                               image_size=data.image_size)
         summary = {

@@ -13,6 +13,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.classifiers import LIBRARIES, classifier_io
 from ..engine.fitting import kept_steps
 from ..models.autoencoder import ParameterAutoencoder
 from ..models.conditioning import CONDITION_MODES
@@ -39,13 +40,28 @@ class DataConfig:
 
 @dataclass
 class TargetConfig:
-    """The timm model and the name patterns of its generated parameters."""
+    """The network (timm or 🤗 transformers) and the name patterns of its generated parameters.
 
+    ``library: timm`` (the default): ``model_name`` is a ``timm.create_model`` name and ``model_kwargs`` its
+    arguments (``num_classes``, ``in_chans``). ``library: transformers``: ``model_name`` is an image-classification
+    architecture (``ViTForImageClassification``), a config type (``resnet``), a local folder or a Hub id, and
+    ``model_kwargs`` are config values (``num_labels``, ``num_channels``, ``hidden_size``...). ``param_patterns`` use
+    the library's own parameter names (``layer4.1.bn1`` / ``classifier``).
+    """
+
+    library: str = setting("timm", choice(LIBRARIES))
     model_name: str = setting("resnet18", text())
     model_kwargs: dict = setting({"num_classes": 10, "in_chans": 1}, Rule(
-        "a mapping of timm arguments whose num_classes and in_chans, when given, are integers >= 1",
-        lambda v: all(type(v[k]) is int and v[k] >= 1 for k in ("num_classes", "in_chans") if k in v)))
+        "a mapping of timm arguments (transformers config values) whose num_classes and in_chans (num_labels and "
+        "num_channels), when given, are integers >= 1",
+        lambda v: all(type(v[k]) is int and v[k] >= 1
+                      for k in ("num_classes", "in_chans", "num_labels", "num_channels") if k in v)))
     param_patterns: list = setting(["layer4.1.bn1", "layer4.1.bn2"], items(str, text(), non_empty=True))
+
+    def image_kwargs(self) -> dict:
+        """``num_classes`` (when known) and ``in_chans`` of the network, in timm's words, for the data loaders."""
+        classes, channels = classifier_io(self.library, self.model_name, self.model_kwargs)
+        return {"in_chans": channels, **({"num_classes": classes} if classes is not None else {})}
 
 
 @dataclass
@@ -217,6 +233,14 @@ class Recipe:
             kwargs["num_classes"] = 2
         return kwargs
 
+    def target_kwargs(self, model_kwargs: dict | None = None) -> dict:
+        """The :class:`~pdiff_hub.models.target.TargetModel` arguments of the recipe's network, built with
+        ``model_kwargs`` (default: :meth:`generated_model_kwargs`)."""
+        t = self.target
+        return {"model_name": t.model_name, "param_patterns": list(t.param_patterns), "library": t.library,
+                "model_kwargs": self.generated_model_kwargs() if model_kwargs is None else model_kwargs,
+                "image_size": self.data.image_size}
+
 
 # Rules between keys: (first key, second key, holds, what is allowed). Checked after every key passed its own rule.
 PAIR_RULES = [
@@ -227,6 +251,9 @@ PAIR_RULES = [
      "held-out tasks need training tasks: tasks.num_heldout_tasks must be 0 when tasks.num_train_tasks is 0"),
     ("train.accuracy_prompt", "tasks.num_train_tasks", lambda a, b: not (a and b > 0),
      "a task family is conditioned on its tasks: train.accuracy_prompt must be false when tasks.num_train_tasks > 0"),
+    ("target.library", "tasks.num_train_tasks", lambda a, b: a == "timm" or b == 0,
+     "a task family replaces the head with timm's reset_classifier: tasks.num_train_tasks must be 0 when "
+     "target.library is not timm"),
 ]
 
 

@@ -21,6 +21,7 @@ from accelerate.utils import set_seed
 
 from ..core.cli import UsageError
 from ..core.io import atomic_output_dir
+from ..core.layout import PatternError
 from ..data.images import load_recipe_splits
 from ..data.parameters import ParameterDataset, build_parameter_table
 from ..data.subsets import subsample_splits
@@ -59,7 +60,7 @@ def check_plan(recipe: Recipe) -> list[int]:
     pattern that matches no parameter is named now rather than after base training.
 
     Raises:
-        UsageError: too few checkpoints per seed, a target network timm cannot build or whose parameters the
+        UsageError: too few checkpoints per seed, a target network its library cannot build or whose parameters the
             patterns do not fit, or several seeds for a partly generated network.
     """
     c = recipe.collect
@@ -85,17 +86,18 @@ def build_target(recipe: Recipe, model_kwargs: dict | None = None) -> TargetMode
     ``target.model_kwargs``).
 
     Raises:
-        UsageError: when timm cannot build the network or the patterns do not fit it.
+        UsageError: when the library (timm or transformers) cannot build the network or the patterns do not fit it.
     """
     t = recipe.target
-    kwargs = t.model_kwargs if model_kwargs is None else model_kwargs
     try:
-        return TargetModel(t.model_name, kwargs, t.param_patterns, image_size=recipe.data.image_size)
-    except (RuntimeError, TypeError) as err:  # timm: "Unknown model (...)"; a keyword the model does not take
-        raise UsageError(f"timm cannot build target.model_name {t.model_name!r} with target.model_kwargs "
-                         f"{t.model_kwargs}: {err}") from None
-    except ValueError as err:
+        return TargetModel(**recipe.target_kwargs(t.model_kwargs if model_kwargs is None else model_kwargs))
+    except PatternError as err:
         raise UsageError(f"target.param_patterns {t.param_patterns} do not fit {t.model_name!r}: {err}") from None
+    except (RuntimeError, TypeError, ValueError, OSError) as err:
+        # timm: "Unknown model (...)", a keyword the model does not take; transformers: an unknown config type, a
+        # folder without config.json, a config it refuses (hidden_size not a multiple of num_attention_heads)
+        raise UsageError(f"{t.library} cannot build target.model_name {t.model_name!r} with target.model_kwargs "
+                         f"{t.model_kwargs}: {err}".split("\n")[0]) from None
 
 
 def check_splits(recipe: Recipe, splits: dict) -> None:
@@ -118,7 +120,7 @@ def load_splits(recipe: Recipe, accelerator: Accelerator) -> dict:
     splits = {}
 
     def load() -> list:
-        splits.update(load_recipe_splits(recipe.data, recipe.target.model_kwargs))
+        splits.update(load_recipe_splits(recipe.data, recipe.target.image_kwargs()))
         check_splits(recipe, splits)
         return []
 
