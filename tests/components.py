@@ -38,6 +38,16 @@ def tiny_transformers_target(model_name: str = "ViTForImageClassification", patt
                        image_size=config.get("image_size", 32), library="transformers")
 
 
+# A LoRA adapter of the tiny ViT's attention projections, with a new head trained whole.
+TINY_LORA = {"r": 2, "lora_alpha": 4.0, "target_modules": ["q_proj", "v_proj"], "modules_to_save": ["classifier"]}
+
+
+def tiny_lora_target(**adapter) -> TargetModel:
+    """The tiny ViT with :data:`TINY_LORA` (updated with ``adapter``): the generated vector is the whole adapter."""
+    torch.manual_seed(0)
+    return TargetModel("vit", TINY_VIT, ["*"], image_size=8, library="transformers", adapter={**TINY_LORA, **adapter})
+
+
 def tiny_pipeline(target: TargetModel | None = None, latent_dim: int = 16) -> PDiffPipeline:
     target = target or tiny_target()
     torch.manual_seed(0)

@@ -112,8 +112,10 @@ def test_recipe_patterns_resolve(recipe_name: str) -> None:
     for pattern in t.param_patterns:
         if pattern != "*":
             assert any(name.startswith(pattern + ".") for name in target.layout.names), pattern
-    if t.param_patterns == ["*"]:
-        assert target.layout.num_params == sum(p.numel() for p in target.model.parameters())
+    if t.param_patterns == ["*"]:  # the whole network, or with a LoRA adapter the whole adapter
+        chosen = [p for n, p in target.model.named_parameters()
+                  if not target.has_adapter or ".lora_" in n or ".modules_to_save." in n]
+        assert target.layout.num_params == sum(p.numel() for p in chosen)
     # The input size must be one the model accepts (img_size of a ViT or an MLP must match the data).
     io = t.image_kwargs()
     images = torch.zeros(2, io["in_chans"], recipe.data.image_size, recipe.data.image_size)
@@ -144,7 +146,7 @@ def test_recipe_components_fit_its_target(recipe_name: str) -> None:
 # ------------------------------------------------------------------------------------------------------- slow
 
 SLOW_RECIPES = ["mnist-resnet18", "fashion-mnist-vit-tiny", "fashion-mnist-convnext-atto", "mnist-convnet3",
-                "mnist-mlp", "mnist-transformers-resnet", "digits-transformers-vit"]
+                "mnist-mlp", "mnist-transformers-resnet", "digits-transformers-vit", "digits-transformers-vit-lora"]
 
 TINY = ["--data.dataset", "digits", "--data.val_size", "200", "--collect.base_epochs", "1",
         "--collect.num_checkpoints", "20", "--train.autoencoder_steps", "10", "--train.diffusion_steps", "10"]

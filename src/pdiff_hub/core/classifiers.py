@@ -4,7 +4,7 @@ The rest of the package calls a classifier as ``model(images) -> logits``. timm 
 transformers classifier takes ``pixel_values`` and returns an ``ImageClassifierOutput``, so it is built as a thin
 subclass of its own class whose ``forward`` returns the logits (:func:`logits_class`): its parameters keep their
 transformers names (``vit.layernorm.weight``, ``classifier.weight``), its ``config`` and ``save_pretrained`` are
-the original's, and :func:`as_transformers_model` gives back an instance of the original class.
+the original's, and :func:`restore_transformers_class` makes it an instance of the original class again.
 
 A transformers target is built from a ``model_name`` that is an architecture class (``"ViTForImageClassification"``),
 a config type (``"vit"``, ``"resnet"``, ``"convnext"``), a local folder or a Hub id, and ``model_kwargs`` that are
@@ -14,7 +14,6 @@ config values (``num_labels``, ``num_channels``, ``hidden_size``...). Its full c
 
 from __future__ import annotations
 
-import copy
 import functools
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from torch import nn
 
 from . import networks  # noqa: F401  (registers the small whole-network models with timm)
 
-__all__ = ["LIBRARIES", "as_transformers_model", "classifier_io", "create_classifier", "logits_class"]
+__all__ = ["LIBRARIES", "classifier_io", "create_classifier", "logits_class", "restore_transformers_class"]
 
 LIBRARIES = ("timm", "transformers")
 
@@ -40,17 +39,12 @@ def logits_class(cls: type) -> type:
                                        "__doc__": f"{cls.__name__} returning its logits (pdiff_hub)."})
 
 
-def as_transformers_model(model: nn.Module, memo: dict | None = None) -> nn.Module:
-    """A copy of a transformers target network as an instance of its own transformers class (``model(x).logits``).
-
-    ``memo`` is :func:`copy.deepcopy`'s: tensors in it are shared with ``model``, not copied.
-    """
+def restore_transformers_class(model: nn.Module) -> nn.Module:
+    """``model`` itself, turned back into an instance of its own transformers class when it is a target network."""
     original = getattr(type(model), "_pdiff_original", None)
-    if original is None:
-        raise ValueError(f"{type(model).__name__} is not a transformers target network")
-    plain = copy.deepcopy(model, memo)
-    plain.__class__ = original
-    return plain
+    if original is not None:
+        model.__class__ = original
+    return model
 
 
 def _is_folder_or_hub_id(name: str) -> bool:

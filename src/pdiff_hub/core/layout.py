@@ -22,8 +22,11 @@ class PatternError(ValueError):
     """Parameter patterns that select nothing of a network."""
 
 
-def select_parameters(model: nn.Module, patterns: str | Sequence[str]) -> list[str]:
+def select_parameters(model: nn.Module, patterns: str | Sequence[str],
+                      among: Sequence[str] | None = None) -> list[str]:
     """Names of the trainable parameters of ``model`` that match any of ``patterns``, in the model's own order.
+
+    ``among`` restricts the choice to those names (an adapter's parameters: ``["*"]`` is then the whole adapter).
 
     Patterns are shell-style (``fnmatch``) and match parameter names (``layer4.1.bn1.weight``) or module names
     (``layer4.1.bn*`` selects every parameter of the matching modules). ``"*"`` selects the whole network.
@@ -35,7 +38,7 @@ def select_parameters(model: nn.Module, patterns: str | Sequence[str]) -> list[s
         patterns = [patterns]
     if not patterns:
         raise PatternError("No parameter patterns given: pass e.g. ['layer4.1.bn*'] or ['*'] for the whole network.")
-    names = [name for name, _ in model.named_parameters()]
+    names = [name for name, _ in model.named_parameters() if among is None or name in set(among)]
     selected: list[str] = []
     for pattern in patterns:
         hits = [n for n in names if any(fnmatch.fnmatchcase(x, pattern) for x in (n, n.rsplit(".", 1)[0]))]
@@ -70,10 +73,11 @@ class ParameterLayout:
         object.__setattr__(self, "shapes", tuple(tuple(int(d) for d in s) for s in self.shapes))
 
     @classmethod
-    def from_model(cls, model: nn.Module, patterns: str | Sequence[str]) -> ParameterLayout:
+    def from_model(cls, model: nn.Module, patterns: str | Sequence[str],
+                   among: Sequence[str] | None = None) -> ParameterLayout:
         """The layout of the parameters of ``model`` selected by ``patterns`` (see :func:`select_parameters`)."""
         params = dict(model.named_parameters())
-        names = select_parameters(model, patterns)
+        names = select_parameters(model, patterns, among)
         return cls(tuple(names), tuple(tuple(params[n].shape) for n in names))
 
     @property

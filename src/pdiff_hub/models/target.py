@@ -10,7 +10,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from ..core.classifiers import as_transformers_model, classifier_io, create_classifier
+from ..core.adapters import attach_lora, base_state_dict, trainable_names
+from ..core.classifiers import classifier_io, create_classifier, restore_transformers_class
 from ..core.layout import ParameterLayout
 
 __all__ = ["TargetModel"]
@@ -40,6 +41,10 @@ class TargetModel(ModelMixin, ConfigMixin):
             (:func:`~pdiff_hub.core.classifiers.logits_class`); :meth:`build_transformers_model` gives the plain one.
         hf_config: a transformers network's full config; filled in when omitted, so that a saved target rebuilds
             without the folder or repo ``model_name`` named.
+        adapter: ``peft.LoraConfig`` arguments (``r``, ``lora_alpha``, ``target_modules``, ``modules_to_save``...):
+            the network is wrapped with ``peft.get_peft_model`` and the generated parameters are chosen among the
+            adapter's (``param_patterns`` ``["*"]`` = the whole adapter: the LoRA matrices and the modules it trains
+            whole, such as a new head). The frozen remainder is the base network. None: no adapter.
 
     Example:
         ```py
@@ -60,13 +65,18 @@ class TargetModel(ModelMixin, ConfigMixin):
         image_size: int = 32,
         library: str = "timm",
         hf_config: dict | None = None,
+        adapter: dict | None = None,
     ):
         super().__init__()
         self.model, recorded = create_classifier(library, model_name, model_kwargs, hf_config)
         if library == "transformers" and hf_config is None:
             self.register_to_config(hf_config=recorded)
+        among = None
+        if adapter is not None:
+            self.model = attach_lora(self.model, dict(adapter))
+            among = trainable_names(self.model)
         if param_names is None:
-            layout = ParameterLayout.from_model(self.model, list(param_patterns))
+            layout = ParameterLayout.from_model(self.model, list(param_patterns), among)
             self.register_to_config(param_names=list(layout.names), param_shapes=[list(s) for s in layout.shapes])
         else:
             layout = ParameterLayout(tuple(param_names), tuple(tuple(s) for s in (param_shapes or [])))
@@ -81,6 +91,24 @@ class TargetModel(ModelMixin, ConfigMixin):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
+
+    @property
+    def has_adapter(self) -> bool:
+        """Whether the generated parameters are a PEFT LoRA adapter's."""
+        return self.config.adapter is not None
+
+    def base_network(self) -> nn.Module:
+        """A copy of the frozen base network, without the adapter, under its own library's class and names.
+
+        Raises:
+            ValueError: when the target has no adapter (its network is the base network).
+        """
+        if not self.has_adapter:
+            raise ValueError("The target has no adapter: its network is the base network itself")
+        c = self.config
+        base, _ = create_classifier(c.library, c.model_name, c.model_kwargs, c.hf_config)
+        base.load_state_dict(base_state_dict(self.model), strict=True)
+        return restore_transformers_class(base).eval()
 
     @property
     def is_transformers(self) -> bool:
@@ -110,7 +138,8 @@ class TargetModel(ModelMixin, ConfigMixin):
 
     def build_transformers_model(self, vector: torch.Tensor) -> nn.Module:
         """A transformers classifier of the network's own class (``model(pixel_values).logits``) in eval mode, with
-        ``vector`` as its generated parameters; frozen tensors are shared as in :meth:`build_model`.
+        ``vector`` as its generated parameters; frozen tensors are shared as in :meth:`build_model`. With an adapter,
+        the ``peft.PeftModel`` around it.
 
         Raises:
             ValueError: when the target is a timm model.
@@ -118,7 +147,9 @@ class TargetModel(ModelMixin, ConfigMixin):
         if not self.is_transformers:
             raise ValueError(f"The target {self.config.model_name!r} is a timm model, not a transformers one; use "
                              f"build_model")
-        return self.layout.load_into(as_transformers_model(self.model, self._frozen_memo()), vector).eval()
+        model = self.build_model(vector)
+        restore_transformers_class(model.get_base_model() if self.has_adapter else model)
+        return model
 
     def _frozen_memo(self) -> dict:
         """A ``copy.deepcopy`` memo that shares the frozen parameters and every buffer with this component."""

@@ -21,7 +21,7 @@ from ..models.denoiser import LatentDenoiser
 from .rules import Rule, choice, integer, items, number, odd, random_seed, setting, symmetric_channels, text
 
 __all__ = ["PAIR_RULES", "RETIRED_KEYS", "SECTIONS", "AutoencoderConfig", "CollectConfig", "DataConfig",
-           "DenoiserConfig", "EvaluateConfig", "Recipe", "TargetConfig", "TasksConfig", "TrainConfig"]
+           "DenoiserConfig", "EvaluateConfig", "LoraConfig", "Recipe", "TargetConfig", "TasksConfig", "TrainConfig"]
 
 # diffusers' get_scheduler names that need no more than warm-up and total steps (piecewise_constant needs rules).
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -62,6 +62,33 @@ class TargetConfig:
         """``num_classes`` (when known) and ``in_chans`` of the network, in timm's words, for the data loaders."""
         classes, channels = classifier_io(self.library, self.model_name, self.model_kwargs)
         return {"in_chans": channels, **({"num_classes": classes} if classes is not None else {})}
+
+
+@dataclass
+class LoraConfig:
+    """A PEFT LoRA adapter as the generated parameters: a base network adapted to another task (rank 0 = none).
+
+    The base network (``target``) is trained from scratch on ``base_classes`` of the dataset only (empty = all of
+    them); then ``peft.get_peft_model`` adds LoRA matrices of rank ``rank`` (scale ``alpha / rank``) to the modules
+    ``target_modules`` names, and trains whole copies of ``modules_to_save`` (the head, for new classes), all from
+    the trained base. The adapter, trained on every class at ``collect.lr`` for ``burn_in_steps`` steps before the
+    first kept checkpoint, is what collection keeps and the pipeline generates: ``target.param_patterns`` choose
+    among the adapter's parameters (``["*"]`` = all of them).
+    """
+
+    rank: int = setting(0, integer(0))
+    alpha: float = setting(8.0, number(0, above=True))
+    target_modules: list = setting([], items(str, text(), distinct=True))
+    modules_to_save: list = setting([], items(str, text(), distinct=True))
+    base_classes: list = setting([], items(int, integer(0), distinct=True))
+    burn_in_steps: int = setting(0, integer(0))
+
+    def peft_arguments(self) -> dict | None:
+        """``peft.LoraConfig`` arguments of the adapter (None for rank 0: no adapter)."""
+        if self.rank == 0:
+            return None
+        return {"r": self.rank, "lora_alpha": self.alpha, "target_modules": list(self.target_modules),
+                "modules_to_save": list(self.modules_to_save) or None}
 
 
 @dataclass
@@ -216,6 +243,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -239,7 +267,7 @@ class Recipe:
         t = self.target
         return {"model_name": t.model_name, "param_patterns": list(t.param_patterns), "library": t.library,
                 "model_kwargs": self.generated_model_kwargs() if model_kwargs is None else model_kwargs,
-                "image_size": self.data.image_size}
+                "image_size": self.data.image_size, "adapter": self.lora.peft_arguments()}
 
 
 # Rules between keys: (first key, second key, holds, what is allowed). Checked after every key passed its own rule.
@@ -251,6 +279,12 @@ PAIR_RULES = [
      "held-out tasks need training tasks: tasks.num_heldout_tasks must be 0 when tasks.num_train_tasks is 0"),
     ("train.accuracy_prompt", "tasks.num_train_tasks", lambda a, b: not (a and b > 0),
      "a task family is conditioned on its tasks: train.accuracy_prompt must be false when tasks.num_train_tasks > 0"),
+    ("lora.rank", "lora.target_modules", lambda a, b: a == 0 or len(b) > 0,
+     "a LoRA adapter needs modules to adapt: lora.target_modules must name some when lora.rank > 0"),
+    ("lora.rank", "lora.base_classes", lambda a, b: a > 0 or not b,
+     "base classes are those of an adapted base network: lora.base_classes must be empty when lora.rank is 0"),
+    ("lora.rank", "tasks.num_train_tasks", lambda a, b: a == 0 or b == 0,
+     "a task family fits its own heads: lora.rank must be 0 when tasks.num_train_tasks > 0"),
     ("target.library", "tasks.num_train_tasks", lambda a, b: a == "timm" or b == 0,
      "a task family replaces the head with timm's reset_classifier: tasks.num_train_tasks must be 0 when "
      "target.library is not timm"),

@@ -19,6 +19,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from ..core.adapters import copy_trained_modules
 from ..core.cli import UsageError
 from ..core.io import atomic_output_dir
 from ..core.layout import PatternError
@@ -36,6 +37,7 @@ __all__ = [
     "build_target",
     "check_plan",
     "check_splits",
+    "train_base",
     "collect_pieces",
     "collect_shard",
     "load_splits",
@@ -101,15 +103,25 @@ def build_target(recipe: Recipe, model_kwargs: dict | None = None) -> TargetMode
 
 
 def check_splits(recipe: Recipe, splits: dict) -> None:
-    """Refuse a base batch larger than the training split, which would train nothing (full batches only).
+    """Refuse a base batch larger than the training split, which would train nothing (full batches only), and base
+    classes (``lora.base_classes``) the dataset lacks.
 
     Raises:
-        UsageError: ``collect.base_batch_size`` is larger than the training split.
+        UsageError: ``collect.base_batch_size`` is larger than the (base classes') training split, or a base class
+            is not one of the dataset's labels.
     """
-    size = len(splits["train"][1])
+    labels = splits["train"][1]
+    size, classes = len(labels), recipe.lora.base_classes
+    if classes:
+        missing = sorted(set(classes) - set(labels.unique().tolist()))
+        if missing:
+            raise UsageError(f"lora.base_classes {list(classes)} names classes {missing} that {recipe.data.dataset} "
+                             f"lacks; its classes are 0 to {int(labels.max())}")
+        size = int(torch.isin(labels, torch.tensor(classes)).sum())
     if recipe.collect.base_batch_size > size:
         raise UsageError(f"collect.base_batch_size {recipe.collect.base_batch_size} is larger than the "
-                         f"{size} training images of {recipe.data.dataset}; lower it")
+                         f"{size} training images of {recipe.data.dataset}{' in lora.base_classes' if classes else ''}"
+                         f"; lower it")
 
 
 def load_splits(recipe: Recipe, accelerator: Accelerator) -> dict:
@@ -149,9 +161,7 @@ def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int,
     target = build_target(recipe)
     progress = accelerator.is_local_main_process
     start = time.perf_counter()
-    train_base_model(target.model, splits["train"], epochs=c.base_epochs, lr=c.base_lr,
-                     weight_decay=c.base_weight_decay, batch_size=c.base_batch_size, seed=seed,
-                     device=accelerator.device, progress=progress)
+    train_base(recipe, target, splits["train"], seed=seed, device=accelerator.device, progress=progress)
     base_seconds = time.perf_counter() - start
     base_acc = None
     if shard.lead:
@@ -161,13 +171,32 @@ def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int,
     scored = scoring_splits(recipe, splits)
     result = collect_checkpoints(target.model, target.layout, splits["train"], scored["validation"], scored["test"],
                                  num_checkpoints=count, lr=c.lr, weight_decay=c.weight_decay, batch_size=c.batch_size,
-                                 seed=seed, eval_batch_size=c.eval_batch_size, progress=progress, rows=shard.rows)
+                                 seed=seed, eval_batch_size=c.eval_batch_size, progress=progress, rows=shard.rows,
+                                 burn_in=recipe.lora.burn_in_steps)
     piece = {"seed": seed, "vectors": result.vectors.cpu(), "steps": result.steps, "val_accuracy": result.val_accuracy,
              "test_accuracy": result.test_accuracy, "base_test_accuracy": base_acc,
              "prefix_cached": result.prefix_cached, "rank": accelerator.process_index, "base_seconds": base_seconds,
              "collect_seconds": time.perf_counter() - start,
              "scored_images": {name: len(scored[name][1]) for name in ("validation", "test")}}
     return target, piece
+
+
+def train_base(recipe: Recipe, target: TargetModel, train: tuple, *, seed: int, device, progress: bool) -> None:
+    """Train the target's network from scratch (``collect.base_*``); with a LoRA adapter, train the base network
+    alone (adapter disabled) on ``lora.base_classes``, then start the modules the adapter trains whole from it."""
+    c = recipe.collect
+    images, labels = train
+    if target.has_adapter and recipe.lora.base_classes:
+        kept = torch.isin(labels, torch.tensor(recipe.lora.base_classes, device=labels.device))
+        images, labels = images[kept], labels[kept]
+    kwargs = {"epochs": c.base_epochs, "lr": c.base_lr, "weight_decay": c.base_weight_decay,
+              "batch_size": c.base_batch_size, "seed": seed, "device": device, "progress": progress}
+    if not target.has_adapter:
+        train_base_model(target.model, (images, labels), **kwargs)
+        return
+    with target.model.disable_adapter():
+        train_base_model(target.model, (images, labels), **kwargs)
+    copy_trained_modules(target.model)
 
 
 def collect_pieces(recipe: Recipe, splits: dict, counts: list[int],
