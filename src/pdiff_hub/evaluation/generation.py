@@ -86,6 +86,7 @@ def check_recipe_target(recipe: Recipe, target: TargetModel) -> None:
         # A task family generates a 2-way network (its backbone has the recipe's kwargs as they are).
         "target.model_kwargs": (_plain(recipe.generated_model_kwargs()), _plain(config.model_kwargs or {})),
         "data.image_size": (recipe.data.image_size, config.image_size),
+        "lora adapter": (_plain(recipe.lora.peft_arguments()), _plain(config.adapter)),
     }
     for key, (ours, theirs) in pairs.items():
         if ours != theirs:
