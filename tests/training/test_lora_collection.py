@@ -18,7 +18,7 @@ LABELS = torch.arange(64) % 10
 
 def _recipe(**lora):
     return recipe_from_dict({
-        "data": {"image_size": 8, "dataset": "digits"},
+        "data": {"image_size": 8, "dataset": "digits", "val_size": 200},
         "target": {"library": "transformers", "model_name": "vit", "model_kwargs": TINY_VIT, "param_patterns": ["*"]},
         "lora": {"rank": TINY_LORA["r"], "alpha": TINY_LORA["lora_alpha"], "target_modules": ["q_proj", "v_proj"],
                  "modules_to_save": ["classifier"], **lora},
@@ -80,3 +80,15 @@ def test_base_classes_the_data_cannot_serve_are_refused(lora, match):
 def test_lora_keys_that_contradict_each_other_are_refused(values, match):
     with pytest.raises(UsageError, match=match):
         recipe_from_dict(values)
+
+
+def test_a_base_dataset_is_loaded_for_the_base_network_alone(monkeypatch):
+    from accelerate import Accelerator
+
+    recipe = _recipe(base_dataset="digits", base_classes=[5, 6, 7, 8, 9])
+    splits = collect_run.load_splits(recipe, Accelerator(cpu=True))
+    assert set(splits) == {"train", "validation", "test", "base_train"}
+    assert collect_run.base_training_split(splits) is splits["base_train"]
+    assert collect_run.base_training_split({"train": splits["train"]}) is splits["train"]
+    with pytest.raises(UsageError, match="lora.base_dataset must be empty when lora.rank is 0"):
+        recipe_from_dict({"lora": {"base_dataset": "mnist"}})

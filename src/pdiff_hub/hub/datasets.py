@@ -39,6 +39,7 @@ def parameter_dataset_card(recipe: Recipe, params: ParameterDataset, metrics: di
         title=f"p-diff parameter dataset: {recipe.name}", num_checkpoints=num_checkpoints,
         num_params=layout.num_params, param_patterns=", ".join(recipe.target.param_patterns),
         param_names=", ".join(layout.names), model_name=recipe.target.model_name, library=recipe.target.library,
+        lora=recipe.lora,
         model_kwargs=recipe.target.model_kwargs, dataset=recipe.data.dataset, base_epochs=c.base_epochs,
         base_lr=c.base_lr, base_batch_size=c.base_batch_size, image_size=recipe.data.image_size, seeds=list(c.seeds),
         base_test_accuracy=", ".join(f"{a:.2f}%" for a in metrics["base_test_accuracy"]), lr=c.lr,

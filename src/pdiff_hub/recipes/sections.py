@@ -69,11 +69,12 @@ class LoraConfig:
     """A PEFT LoRA adapter as the generated parameters: a base network adapted to another task (rank 0 = none).
 
     The base network (``target``) is trained from scratch on ``base_classes`` of the dataset only (empty = all of
-    them); then ``peft.get_peft_model`` adds LoRA matrices of rank ``rank`` (scale ``alpha / rank``) to the modules
-    ``target_modules`` names, and trains whole copies of ``modules_to_save`` (the head, for new classes), all from
-    the trained base. The adapter, trained on every class at ``collect.lr`` for ``burn_in_steps`` steps before the
-    first kept checkpoint, is what collection keeps and the pipeline generates: ``target.param_patterns`` choose
-    among the adapter's parameters (``["*"]`` = all of them).
+    them), or of ``base_dataset`` when set (another dataset with as many classes, split like ``data``: MNIST for a
+    Fashion-MNIST adapter); then ``peft.get_peft_model`` adds LoRA matrices of rank ``rank`` (scale
+    ``alpha / rank``) to the modules ``target_modules`` names, and trains whole copies of ``modules_to_save`` (the
+    head, for new classes), all from the trained base. The adapter, trained on every class at ``collect.lr`` for
+    ``burn_in_steps`` steps before the first kept checkpoint, is what collection keeps and the pipeline generates:
+    ``target.param_patterns`` choose among the adapter's parameters (``["*"]`` = all of them).
     """
 
     rank: int = setting(0, integer(0))
@@ -81,6 +82,7 @@ class LoraConfig:
     target_modules: list = setting([], items(str, text(), distinct=True))
     modules_to_save: list = setting([], items(str, text(), distinct=True))
     base_classes: list = setting([], items(int, integer(0), distinct=True))
+    base_dataset: str = ""
     burn_in_steps: int = setting(0, integer(0))
 
     def peft_arguments(self) -> dict | None:
@@ -283,6 +285,8 @@ PAIR_RULES = [
      "a LoRA adapter needs modules to adapt: lora.target_modules must name some when lora.rank > 0"),
     ("lora.rank", "lora.base_classes", lambda a, b: a > 0 or not b,
      "base classes are those of an adapted base network: lora.base_classes must be empty when lora.rank is 0"),
+    ("lora.rank", "lora.base_dataset", lambda a, b: a > 0 or not b,
+     "a base dataset is that of an adapted base network: lora.base_dataset must be empty when lora.rank is 0"),
     ("lora.rank", "tasks.num_train_tasks", lambda a, b: a == 0 or b == 0,
      "a task family fits its own heads: lora.rank must be 0 when tasks.num_train_tasks > 0"),
     ("target.library", "tasks.num_train_tasks", lambda a, b: a == "timm" or b == 0,

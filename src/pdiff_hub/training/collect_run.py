@@ -8,6 +8,7 @@ metrics, and :func:`write_collection` writes the output folder (atomically) with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -34,16 +35,17 @@ from .sharding import Shard, gather_or_raise, order_pieces, plan_shards
 __all__ = [
     "CollectedDataset",
     "assemble_dataset",
+    "base_training_split",
     "build_target",
     "check_plan",
     "check_splits",
-    "train_base",
     "collect_pieces",
     "collect_shard",
     "load_splits",
     "machine_description",
     "scoring_splits",
     "summarize",
+    "train_base",
     "write_collection",
 ]
 
@@ -110,22 +112,28 @@ def check_splits(recipe: Recipe, splits: dict) -> None:
         UsageError: ``collect.base_batch_size`` is larger than the (base classes') training split, or a base class
             is not one of the dataset's labels.
     """
-    labels = splits["train"][1]
+    labels = base_training_split(splits)[1]
+    dataset = recipe.lora.base_dataset or recipe.data.dataset
     size, classes = len(labels), recipe.lora.base_classes
     if classes:
         missing = sorted(set(classes) - set(labels.unique().tolist()))
         if missing:
-            raise UsageError(f"lora.base_classes {list(classes)} names classes {missing} that {recipe.data.dataset} "
-                             f"lacks; its classes are 0 to {int(labels.max())}")
+            raise UsageError(f"lora.base_classes {list(classes)} names classes {missing} that {dataset} lacks; its "
+                             f"classes are 0 to {int(labels.max())}")
         size = int(torch.isin(labels, torch.tensor(classes)).sum())
     if recipe.collect.base_batch_size > size:
         raise UsageError(f"collect.base_batch_size {recipe.collect.base_batch_size} is larger than the "
-                         f"{size} training images of {recipe.data.dataset}{' in lora.base_classes' if classes else ''}"
-                         f"; lower it")
+                         f"{size} training images of {dataset}{' in lora.base_classes' if classes else ''}; lower it")
+
+
+def base_training_split(splits: dict) -> tuple:
+    """The images the base network trains on: ``base_train`` (``lora.base_dataset``'s) when loaded, else ``train``."""
+    return splits.get("base_train", splits["train"])
 
 
 def load_splits(recipe: Recipe, accelerator: Accelerator) -> dict:
-    """The recipe's splits, on every process; a refusal on any process stops every process.
+    """The recipe's splits (with ``base_train``, ``lora.base_dataset``'s training split, when it is set), on every
+    process; a refusal on any process stops every process.
 
     The main process reads (and downloads) them first, the others then read its cache.
     """
@@ -133,6 +141,9 @@ def load_splits(recipe: Recipe, accelerator: Accelerator) -> dict:
 
     def load() -> list:
         splits.update(load_recipe_splits(recipe.data, recipe.target.image_kwargs()))
+        if recipe.lora.rank and recipe.lora.base_dataset:
+            base_data = dataclasses.replace(recipe.data, dataset=recipe.lora.base_dataset)
+            splits["base_train"] = load_recipe_splits(base_data, recipe.target.image_kwargs())["train"]
         check_splits(recipe, splits)
         return []
 
@@ -161,7 +172,7 @@ def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int,
     target = build_target(recipe)
     progress = accelerator.is_local_main_process
     start = time.perf_counter()
-    train_base(recipe, target, splits["train"], seed=seed, device=accelerator.device, progress=progress)
+    train_base(recipe, target, base_training_split(splits), seed=seed, device=accelerator.device, progress=progress)
     base_seconds = time.perf_counter() - start
     base_acc = None
     if shard.lead:
