@@ -74,6 +74,7 @@ def test_base_classes_the_data_cannot_serve_are_refused(lora, match):
 @pytest.mark.parametrize("values, match", [
     ({"lora": {"rank": 2}}, "lora.target_modules must name some when lora.rank > 0"),
     ({"lora": {"base_classes": [0, 1]}}, "lora.base_classes must be empty when lora.rank is 0"),
+    ({"lora": {"burn_in_steps": 10}}, "lora.burn_in_steps must be 0 when lora.rank is 0"),
     ({"lora": {"rank": 2, "target_modules": ["fc"]}, "tasks": {"num_train_tasks": 2}},
      "lora.rank must be 0 when tasks.num_train_tasks > 0"),
 ])

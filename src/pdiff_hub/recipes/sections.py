@@ -287,6 +287,8 @@ PAIR_RULES = [
      "base classes are those of an adapted base network: lora.base_classes must be empty when lora.rank is 0"),
     ("lora.rank", "lora.base_dataset", lambda a, b: a > 0 or not b,
      "a base dataset is that of an adapted base network: lora.base_dataset must be empty when lora.rank is 0"),
+    ("lora.rank", "lora.burn_in_steps", lambda a, b: a > 0 or b == 0,
+     "the burn-in is an adapter's: lora.burn_in_steps must be 0 when lora.rank is 0"),
     ("lora.rank", "tasks.num_train_tasks", lambda a, b: a == 0 or b == 0,
      "a task family fits its own heads: lora.rank must be 0 when tasks.num_train_tasks > 0"),
     ("target.library", "tasks.num_train_tasks", lambda a, b: a == "timm" or b == 0,
