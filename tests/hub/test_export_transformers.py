@@ -121,3 +121,21 @@ def test_a_generated_transformers_model_loads_from_the_hub_without_pdiff_hub(loo
     with torch.no_grad():
         expected = generated.target.build_model(generated.vectors[index])(IMAGES)
     torch.testing.assert_close(load_file(tmp_path / "logits.safetensors")["logits"], expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow  # starts the loopback Hub's server process
+def test_a_transformers_target_is_built_from_a_hub_id_with_its_weights(loopback_hub, tmp_path):
+    from transformers import ViTConfig
+
+    from pdiff_hub import TargetModel
+
+    from ..components import TINY_VIT
+
+    torch.manual_seed(5)
+    source = ViTForImageClassification(ViTConfig(**TINY_VIT))
+    source.save_pretrained(tmp_path / "source")
+    loopback_hub.add_repo("hub-test/tiny-vit-source", tmp_path / "source")
+    target = TargetModel("hub-test/tiny-vit-source", {}, ["classifier"], image_size=8, library="transformers")
+    with torch.no_grad():
+        assert torch.equal(target(IMAGES), source.eval()(pixel_values=IMAGES).logits)  # the repo's weights
+    assert target.config.hf_config["hidden_size"] == 16
