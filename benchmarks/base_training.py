@@ -46,9 +46,10 @@ def step_function(recipe, batch_size: int, channels_last: bool, bf16: bool, comp
     """One training step of a fresh base model on fixed random images, and the model."""
     torch.manual_seed(0)
     model = build_target(recipe).model.train().requires_grad_(True)  # as train_base_model sets it
-    size, chans = recipe.data.image_size, recipe.target.model_kwargs.get("in_chans", 3)
+    io = recipe.target.image_kwargs()  # timm's or transformers' class and channel counts
+    size, chans = recipe.data.image_size, io["in_chans"]
     images = torch.randn(batch_size, chans, size, size)
-    labels = torch.randint(recipe.target.model_kwargs["num_classes"], (batch_size,))
+    labels = torch.randint(io["num_classes"], (batch_size,))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)

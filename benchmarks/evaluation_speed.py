@@ -99,7 +99,7 @@ def benchmark_whole(run_dir: Path, naive_vectors: int, device: torch.device) -> 
 
     recipe = load_recipe(recipe_file)
     start = time.perf_counter()
-    splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
+    splits = load_recipe_splits(recipe.data, recipe.target.image_kwargs())
     data_s = time.perf_counter() - start
     config = recipe.evaluate
     splits = subsample_splits(splits, {"validation": config.val_images, "test": config.test_images}, config.seed)

@@ -86,8 +86,7 @@ def build(recipe_name: str) -> TargetModel:
     """The recipe's network, random-init (seed 0)."""
     recipe = load_recipe(recipe_name)
     torch.manual_seed(0)
-    return TargetModel(recipe.target.model_name, dict(recipe.target.model_kwargs), list(recipe.target.param_patterns),
-                       image_size=recipe.data.image_size)
+    return TargetModel(**recipe.target_kwargs(dict(recipe.target.model_kwargs)))
 
 
 def noisy_vectors(target: TargetModel, count: int, amplitude: float = 0.1, seed: int = 1) -> torch.Tensor:
@@ -118,7 +117,7 @@ def measure_family(recipe_name: str, args: argparse.Namespace) -> dict[str, Any]
     """Every figure of one family (run in its own process)."""
     target = build(recipe_name)
     model, layout = target.model.eval(), target.layout
-    in_chans = target.config.model_kwargs.get("in_chans", 3)
+    in_chans = target.classes_and_channels()[1]
     images = torch.randn(args.images, in_chans, target.config.image_size, target.config.image_size,
                          generator=torch.Generator().manual_seed(0))
     labels = torch.randint(0, 10, (args.images,), generator=torch.Generator().manual_seed(0))
@@ -221,7 +220,7 @@ def agreement_targets(args: argparse.Namespace, train: tuple[torch.Tensor, torch
 def run_agreement(args: argparse.Namespace) -> None:
     """Exact vs simplified predictions on the whole validation and test splits of Fashion-MNIST."""
     recipe = load_recipe(FAMILIES["resnet18"])
-    splits = load_recipe_splits(recipe.data, dict(recipe.target.model_kwargs))
+    splits = load_recipe_splits(recipe.data, recipe.target.image_kwargs())
     print("| family | vectors | predictions compared | identical | differing | max accuracy difference (points) "
           "| base/mean accuracy (test) |")
     lines = []

@@ -64,7 +64,7 @@ def main() -> None:
     pipe = PDiffPipeline.from_pretrained(f"{args.run}/pipeline")
     params = ParameterDataset.load(f"{args.run}/params")
     recipe = recorded_recipe(f"{args.run}/pipeline")
-    splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
+    splits = load_recipe_splits(recipe.data, recipe.target.image_kwargs())
     evaluator = ParameterEvaluator(params.target.model, params.target.layout, *splits["test"])
     sampler, steps = recipe.evaluate.scheduler, recipe.evaluate.num_inference_steps
     n = args.num_models

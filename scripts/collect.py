@@ -21,6 +21,12 @@ frozen backbone, then a 2-way head (and the recipe's other generated parameters)
 each, with ``task``/``condition`` columns and the training/held-out split in ``tasks.json``:
 
     python scripts/collect.py --recipe fashion-mnist-resnet18-tasks --output_dir runs/tasks/params
+
+A recipe with a ``lora`` section (``lora.rank`` > 0) collects checkpoints of a PEFT LoRA adapter: the base network
+trains alone (on ``lora.base_classes`` or ``lora.base_dataset`` when given), then the adapter (and the modules it
+trains whole, such as a new head) trains for ``lora.burn_in_steps`` steps and one checkpoint per step is kept:
+
+    python scripts/collect.py --recipe digits-transformers-vit-lora --output_dir runs/vit-lora/params
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ def main(args: argparse.Namespace) -> None:
         args.output_dir, overwrite=args.overwrite, inputs=[resolve_recipe_path(args.recipe)] if args.recipe else []))
     if recipe.is_task_family:
         check_task_plan(recipe, accelerator.num_processes)
-        splits, class_names = load_recipe_data(recipe.data, recipe.target.model_kwargs)
+        splits, class_names = load_recipe_data(recipe.data, recipe.target.image_kwargs())
         check_splits(recipe, splits)
         collected = collect_task_family(recipe, splits, class_names, device=accelerator.device)
     else:

@@ -166,7 +166,7 @@ def main(args: argparse.Namespace) -> None:
     check_recipe_target(recipe, pipe.target)
     check_same_target(pipe.target, params.target)
     check_same_param_dataset(pipe, params, allow_other=args.allow_other_param_dataset)
-    splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
+    splits = load_recipe_splits(recipe.data, recipe.target.image_kwargs())
     # Every check above ran on every process alike; only now do the processes meet.
     group = ProcessGroup.from_accelerate(device)
     device = group.device(device)

@@ -1,4 +1,5 @@
-"""Generate models with a p-diff pipeline, measure them, keep the best by validation accuracy, export them for timm.
+"""Generate models with a p-diff pipeline, measure them, keep the best by validation accuracy, export them for timm
+(or transformers, for a transformers target).
 
     python scripts/generate.py --pipeline runs/fmnist/pipeline --num_models 100 --export_dir runs/fmnist/generated
     python scripts/generate.py --pipeline org/pdiff-fashion-mnist-resnet18 --num_models 100 --select 3 \\
@@ -10,7 +11,10 @@ at collection and selection never sees the base model's training images; ``--dat
 section. Only the data section is used (the pipeline fixes the rest): an override of another section is refused.
 The sampler is set by this script's own flags (--num_models, --num_inference_steps, --scheduler, --seed), not by
 the recipe's evaluate section. The chosen ones (by VALIDATION accuracy) are written to ``EXPORT_DIR/sample-<i>/``
-as timm Hub repo folders (``config.json``, ``model.safetensors``, ``README.md``), with ``EXPORT_DIR/generation.json``
+as timm Hub repo folders (``config.json``, ``model.safetensors``, ``README.md``; a transformers target's as plain
+transformers repo folders, ``preprocessor_config.json`` beside them; a LoRA target's as PEFT adapter folders, beside
+the base network they adapt in ``EXPORT_DIR/base/``, pushed to ``<hub_model_id>-base``), with
+``EXPORT_DIR/generation.json``
 recording the seed, the steps and every accuracy. The export folder appears complete or not at all. With
 ``--push_to_hub`` each sample goes to ``<hub_model_id>-sample-<i>`` (a single one to ``hub_model_id``); log in first
 (``hf auth login``).
@@ -169,11 +173,12 @@ def main(args: argparse.Namespace) -> list[str]:
     if not group.is_main_process:
         return []
     chosen = select_indices(batch.accuracy["validation"], args.select)
+    base_repo_id = f"{args.hub_model_id}-base" if args.push_to_hub and pipe.target.has_adapter else None
     records = export_generated(
         pipe.target, batch, chosen, args.export_dir, sampling=sampling, pipeline=args.pipeline, data=data,
         select=args.select, revision=args.revision, label_names=splits.label_names,
         repo_ids=sample_repo_ids(chosen, args.hub_model_id if args.push_to_hub else None),
-        command=command_line(sys.argv), overwrite=args.overwrite, task=task, prompt=prompt)
+        command=command_line(sys.argv), overwrite=args.overwrite, task=task, prompt=prompt, base_repo_id=base_repo_id)
 
     val, test = batch.accuracy["validation"], batch.accuracy["test"]
     if task is not None:
@@ -193,8 +198,10 @@ def main(args: argparse.Namespace) -> list[str]:
         print(f"  sample-{i}: validation {val[i]:.2f}%, test {test[i]:.2f}% -> {Path(args.export_dir) / f'sample-{i}'}")
     if not args.push_to_hub:
         return []
-    urls = push_generated(args.export_dir, records, private=args.hub_private)
-    for record, url in zip(records, urls):
+    urls = push_generated(args.export_dir, records, private=args.hub_private, base_repo_id=base_repo_id)
+    if base_repo_id:
+        print(f"  pushed the base network to {base_repo_id}: {urls[0]}")
+    for record, url in zip(records, urls[len(urls) - len(records):]):
         print(f"  pushed sample-{record.index} to {record.repo_id}: {url}")
     return urls
 

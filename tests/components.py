@@ -22,6 +22,32 @@ def tiny_target(model_name: str = "test_resnet", patterns: list[str] | None = No
     return TargetModel(model_name, model_kwargs, patterns or PATTERNS, image_size=32)
 
 
+# A 2-block ViT of 8x8 images in 4x4 patches, and a 2-stage ResNet, as transformers config values.
+TINY_VIT = {"image_size": 8, "patch_size": 4, "num_channels": 1, "hidden_size": 16, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 32, "num_labels": 10}
+TINY_HF_RESNET = {"num_channels": 1, "embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1],
+                  "num_labels": 10}
+
+
+def tiny_transformers_target(model_name: str = "ViTForImageClassification", patterns: list[str] | None = None,
+                             **kwargs) -> TargetModel:
+    """A seeded transformers target: the tiny ViT (its final layernorm and head generated) by default."""
+    torch.manual_seed(0)
+    config = TINY_HF_RESNET if model_name in ("resnet", "ResNetForImageClassification") else TINY_VIT
+    return TargetModel(model_name, {**config, **kwargs}, patterns or ["vit.layernorm", "classifier"],
+                       image_size=config.get("image_size", 32), library="transformers")
+
+
+# A LoRA adapter of the tiny ViT's attention projections, with a new head trained whole.
+TINY_LORA = {"r": 2, "lora_alpha": 4.0, "target_modules": ["q_proj", "v_proj"], "modules_to_save": ["classifier"]}
+
+
+def tiny_lora_target(**adapter) -> TargetModel:
+    """The tiny ViT with :data:`TINY_LORA` (updated with ``adapter``): the generated vector is the whole adapter."""
+    torch.manual_seed(0)
+    return TargetModel("vit", TINY_VIT, ["*"], image_size=8, library="transformers", adapter={**TINY_LORA, **adapter})
+
+
 def tiny_pipeline(target: TargetModel | None = None, latent_dim: int = 16) -> PDiffPipeline:
     target = target or tiny_target()
     torch.manual_seed(0)

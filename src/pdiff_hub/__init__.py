@@ -2,13 +2,13 @@
 
 The package is layered; each layer imports only the layers below it (``import-linter`` contracts in pyproject.toml):
 
-    core        parameter layout, small networks                      (torch, timm)
+    core        parameter layout, small networks, target classifiers  (torch, timm, transformers)
     engine      graph split at the generated parameters, batched evaluation of many parameter vectors
     models      the pipeline components: TargetModel, ParameterAutoencoder, LatentDenoiser   (diffusers)
     pipeline    PDiffPipeline: inference only            data: image datasets, the parameter dataset
     recipes     YAML recipes (package data) read into typed sections
     training    collection, objectives, the trainer      evaluation: metrics, baselines, result, report
-    hub         folder -> Hub commit, timm export, cards
+    hub         folder -> Hub commit, timm and transformers export, cards
 
 The public names below are imported on first use, so ``import pdiff_hub.training.collection`` does not load
 diffusers.

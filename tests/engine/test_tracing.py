@@ -49,3 +49,46 @@ def test_defaulted_arguments_become_constants() -> None:
     x = images(4)
     with torch.no_grad():
         torch.testing.assert_close(split.suffix(*split.compute_prefix(x)), model(x))
+
+
+class _CheckedStem(torch.nn.Module):
+    """A frozen stem that checks its input in Python, as transformers' embeddings check the channel count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] != self.conv.in_channels:
+            raise ValueError("wrong channel count")
+        return self.conv(x)
+
+
+class _StemThenHead(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.fc = _CheckedStem(), torch.nn.Linear(4, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.stem(x).mean((2, 3)))
+
+
+def test_a_frozen_module_with_python_checks_is_traced_as_a_leaf() -> None:
+    torch.manual_seed(0)
+    model = _StemThenHead().eval()
+    graph, tracer = trace(model, ["fc.weight", "fc.bias"])
+    assert tracer == "frozen-leaves"
+    assert "stem" in {n.target for n in graph.nodes if n.op == "call_module"}
+    split = FrozenPrefixSplit.from_model(model, ["fc.weight", "fc.bias"], images(5))
+    assert split.is_split and split.tracer == "frozen-leaves"
+    frontier = split.compute_prefix(images(5))
+    params = {n: p[None].expand(2, *p.shape) for n, p in model.named_parameters() if n.startswith("fc.")}
+    assert torch.equal(split.predict_many(frontier, params)[0], model(images(5)).argmax(-1))
+
+
+def test_a_generated_parameter_inside_the_checking_module_still_falls_back() -> None:
+    torch.manual_seed(0)
+    model = _StemThenHead()
+    split = FrozenPrefixSplit.from_model(model, ["stem.conv.weight", "fc.weight"])
+    assert split.tracer is None
+    check_fallback(split, model, images(5), "tracing failed")

@@ -82,6 +82,8 @@ def test_check_same_param_dataset_follows_the_recorded_fingerprint(chain):
     ({"target": {"model_kwargs": {"num_classes": 10, "in_chans": 3}}}, "target.model_kwargs"),
     ({"data": {"image_size": 28}}, "data.image_size is 28"),
     ({"target": {"param_patterns": ["fc.*"]}}, "param_patterns"),
+    ({"target": {"library": "transformers"}}, "target.library is 'transformers' but the pipeline's network has 'timm'"),
+    ({"lora": {"rank": 2, "target_modules": ["fc"]}}, "lora adapter is .*'r': 2.* but the pipeline's network has None"),
 ])
 def test_check_recipe_target_names_the_key_that_differs(chain, override, match):
     pipe, _ = chain
@@ -89,7 +91,7 @@ def test_check_recipe_target_names_the_key_that_differs(chain, override, match):
                          "param_patterns": ["layer4.*.bn*"]}, "data": {"image_size": 32}}
     check_recipe_target(recipe_from_dict(values), pipe.target)
     for section, keys in override.items():
-        values[section] = {**values[section], **keys}
+        values[section] = {**values.get(section, {}), **keys}
     with pytest.raises(ValueError, match=match):
         check_recipe_target(recipe_from_dict(values), pipe.target)
 

@@ -73,3 +73,22 @@ def test_the_card_says_when_checkpoints_were_scored_on_subsets(params_dir):
     cut = dataclasses.replace(recipe, evaluate=dataclasses.replace(recipe.evaluate, val_images=1000, test_images=2000))
     text = " ".join(card(cut, scored_images={"validation": 1000, "test": 2000}).split())
     assert "measured on 1,000 validation and 2,000 test images, seeded random subsets (seed 0;" in text
+
+
+def test_the_card_of_adapter_checkpoints_says_how_the_base_and_the_adapter_were_trained(params_dir):
+    params = ParameterDataset.load(params_dir[0])
+    metrics = {"base_test_accuracy": [49.0], "validation": {"min": 1.0, "mean": 1.0, "median": 1.0, "max": 1.0,
+                                                            "std": 0.0}}
+    metrics["test"] = metrics["validation"]
+
+    def card(name):
+        text = parameter_dataset_card(load_recipe(name), params, metrics, "cmd", collect_seconds=1.0, machine="m",
+                                      repo_hint="x")
+        return " ".join(text.split())
+
+    assert ("LoRA adapter (PEFT): the base network above was trained on classes [0, 1, 2, 3, 4] of digits with the "
+            "adapter disabled; the generated parameters are the adapter's (rank 4, alpha 8.0, on q_proj, v_proj; "
+            "classifier trained whole), trained on digits for 200 steps") in card("digits-transformers-vit-lora")
+    assert "trained on mnist with the adapter disabled" in card("fashion-mnist-resnet18-lora")
+    assert "🤗 transformers `ViTForImageClassification` with config values" in card("digits-transformers-vit-lora")
+    assert "LoRA" not in card("digits-mlp")

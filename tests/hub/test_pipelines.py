@@ -255,3 +255,19 @@ def test_the_card_says_which_latent_and_how_saturated(autoencoder, saturated, sa
     text = " ".join(card.split())
     assert says in text
     assert ("the latents are +-1 codes" in text) == (saturated > 0.5)
+
+
+def test_a_lora_pipeline_card_says_its_models_are_adapters_of_a_transformers_network():
+    recipe = load_recipe("digits-transformers-vit-lora")
+    target = TargetModel(**recipe.target_kwargs())
+    vectors = target.base_vector() + 0.01 * torch.randn(4, target.layout.num_params)
+    rows = [{"step": i, "seed": 0, "lr": 1e-3, "val_accuracy": 80.0, "test_accuracy": 80.0} for i in range(4)]
+    params = ParameterDataset(build_parameter_table(vectors, rows), target)
+    metrics = {"final_losses": {"autoencoder": 0.1, "diffusion": 0.2}, "train_seconds": 1.0}
+    text = " ".join(pipeline_card(recipe, params, metrics, "python scripts/train.py", param_dataset="runs/params",
+                                  repo_id="org/lora").split())
+    assert "(1354 values) of a transformers `ViTForImageClassification`" in text
+    assert ("The generated parameters are a PEFT LoRA adapter's (rank 4 on q_proj, v_proj, with classifier trained "
+            "whole)") in text
+    assert "a transformers ViTForImageClassification, ready for images" in text
+    assert "PEFT LoRA" not in " ".join(_card(accuracy_prompt=False).split())

@@ -107,25 +107,27 @@ def test_recipe_patterns_resolve(recipe_name: str) -> None:
     recipe = load_recipe(recipe_name)
     assert recipe.name == recipe_name
     t = recipe.target
-    target = TargetModel(t.model_name, t.model_kwargs, t.param_patterns, image_size=recipe.data.image_size)
+    target = TargetModel(**recipe.target_kwargs(t.model_kwargs))
     assert target.layout.num_params > 0
     for pattern in t.param_patterns:
         if pattern != "*":
             assert any(name.startswith(pattern + ".") for name in target.layout.names), pattern
-    if t.param_patterns == ["*"]:
-        assert target.layout.num_params == sum(p.numel() for p in target.model.parameters())
+    if t.param_patterns == ["*"]:  # the whole network, or with a LoRA adapter the whole adapter
+        chosen = [p for n, p in target.model.named_parameters()
+                  if not target.has_adapter or ".lora_" in n or ".modules_to_save." in n]
+        assert target.layout.num_params == sum(p.numel() for p in chosen)
     # The input size must be one the model accepts (img_size of a ViT or an MLP must match the data).
-    images = torch.zeros(2, t.model_kwargs.get("in_chans", 1), recipe.data.image_size, recipe.data.image_size)
+    io = t.image_kwargs()
+    images = torch.zeros(2, io["in_chans"], recipe.data.image_size, recipe.data.image_size)
     with torch.no_grad():
-        assert target(images).shape == (2, t.model_kwargs["num_classes"])
+        assert target(images).shape == (2, io["num_classes"])
 
 
 @pytest.mark.parametrize("recipe_name", RECIPES)
 def test_recipe_components_fit_its_target(recipe_name: str) -> None:
     """The recipe's autoencoder and denoiser build for its target's parameter count and carry a vector through."""
     recipe = load_recipe(recipe_name)
-    t = recipe.target
-    target = TargetModel(t.model_name, t.model_kwargs, t.param_patterns, image_size=recipe.data.image_size)
+    target = TargetModel(**recipe.target_kwargs(recipe.target.model_kwargs))
     vectors = target.base_vector()[None] + 0.01 * torch.randn(3, target.layout.num_params,
                                                               generator=torch.Generator().manual_seed(4))
     torch.manual_seed(0)
@@ -144,7 +146,7 @@ def test_recipe_components_fit_its_target(recipe_name: str) -> None:
 # ------------------------------------------------------------------------------------------------------- slow
 
 SLOW_RECIPES = ["mnist-resnet18", "fashion-mnist-vit-tiny", "fashion-mnist-convnext-atto", "mnist-convnet3",
-                "mnist-mlp"]
+                "mnist-mlp", "mnist-transformers-resnet", "digits-transformers-vit", "digits-transformers-vit-lora"]
 
 TINY = ["--data.dataset", "digits", "--data.val_size", "200", "--collect.base_epochs", "1",
         "--collect.num_checkpoints", "20", "--train.autoencoder_steps", "10", "--train.diffusion_steps", "10"]

@@ -15,30 +15,37 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["ParameterLayout", "select_parameters"]
+__all__ = ["ParameterLayout", "PatternError", "select_parameters"]
 
 
-def select_parameters(model: nn.Module, patterns: str | Sequence[str]) -> list[str]:
+class PatternError(ValueError):
+    """Parameter patterns that select nothing of a network."""
+
+
+def select_parameters(model: nn.Module, patterns: str | Sequence[str],
+                      among: Sequence[str] | None = None) -> list[str]:
     """Names of the trainable parameters of ``model`` that match any of ``patterns``, in the model's own order.
+
+    ``among`` restricts the choice to those names (an adapter's parameters: ``["*"]`` is then the whole adapter).
 
     Patterns are shell-style (``fnmatch``) and match parameter names (``layer4.1.bn1.weight``) or module names
     (``layer4.1.bn*`` selects every parameter of the matching modules). ``"*"`` selects the whole network.
 
     Raises:
-        ValueError: if a pattern matches nothing; the message lists the closest parameter names.
+        PatternError: a ``ValueError``, if a pattern matches nothing; the message lists the closest parameter names.
     """
     if isinstance(patterns, str):
         patterns = [patterns]
     if not patterns:
-        raise ValueError("No parameter patterns given: pass e.g. ['layer4.1.bn*'] or ['*'] for the whole network.")
-    names = [name for name, _ in model.named_parameters()]
+        raise PatternError("No parameter patterns given: pass e.g. ['layer4.1.bn*'] or ['*'] for the whole network.")
+    names = [name for name, _ in model.named_parameters() if among is None or name in set(among)]
     selected: list[str] = []
     for pattern in patterns:
         hits = [n for n in names if any(fnmatch.fnmatchcase(x, pattern) for x in (n, n.rsplit(".", 1)[0]))]
         if not hits:
             prefix = pattern.split("*")[0].rsplit(".", 1)[0]
             near = [n for n in names if n.startswith(prefix)][:8] or names[-8:]
-            raise ValueError(f"Parameter pattern {pattern!r} matches no parameter of {type(model).__name__}; "
+            raise PatternError(f"Parameter pattern {pattern!r} matches no parameter of {type(model).__name__}; "
                              f"parameters near it: {near}")
         selected.extend(hits)
     chosen = set(selected)
@@ -66,10 +73,11 @@ class ParameterLayout:
         object.__setattr__(self, "shapes", tuple(tuple(int(d) for d in s) for s in self.shapes))
 
     @classmethod
-    def from_model(cls, model: nn.Module, patterns: str | Sequence[str]) -> ParameterLayout:
+    def from_model(cls, model: nn.Module, patterns: str | Sequence[str],
+                   among: Sequence[str] | None = None) -> ParameterLayout:
         """The layout of the parameters of ``model`` selected by ``patterns`` (see :func:`select_parameters`)."""
         params = dict(model.named_parameters())
-        names = select_parameters(model, patterns)
+        names = select_parameters(model, patterns, among)
         return cls(tuple(names), tuple(tuple(params[n].shape) for n in names))
 
     @property

@@ -123,7 +123,8 @@ def load_recipe_splits(data_config: Any, model_kwargs: dict) -> dict[str, tuple[
 
     Args:
         data_config: a recipe's ``data`` section (``dataset``, ``image_size``, ``val_size``, ``split_seed``).
-        model_kwargs: the recipe's ``target.model_kwargs`` (``num_classes``, ``in_chans``).
+        model_kwargs: the network's ``num_classes`` (optional) and ``in_chans`` in timm's words, as
+            ``TargetConfig.image_kwargs()`` gives them for either library.
 
     Returns:
         ``{"train": (images, labels), "validation": ..., "test": ...}``.

@@ -50,7 +50,7 @@ def _device(model: nn.Module, default: torch.device | None = None) -> torch.devi
 def _cut(model: nn.Module, names: Sequence[str]) -> tuple[Partition | None, str | None, str | None]:
     """Trace and partition ``model``: the partition (None when impossible), the tracer's name and the reason."""
     try:
-        graph, tracer = trace(model)
+        graph, tracer = trace(model, names)
     except RuntimeError as err:
         return None, None, f"tracing failed ({err})"
     try:
@@ -80,7 +80,8 @@ class FrozenPrefixSplit:
         suffix: ``*frontier`` -> logits; parameters and buffers named as in ``model``.
         is_split: False when the fallback (prefix = identity, suffix = whole model) is used.
         fallback_reason: Why the fallback is used (None when split).
-        tracer: Name of the tracer that traced the model (``"timm"`` or ``"torch.fx"``), None if tracing failed.
+        tracer: Name of the tracer that traced the model (``"timm"``, ``"torch.fx"`` or ``"frozen-leaves"``), None
+            if tracing failed.
         frontier_names: fx node names of the frontier values (``("input",)`` in the fallback).
         vmap_error: Why :func:`torch.func.vmap` failed on the suffix, if it did (predictions then use the loop).
         one_pixel_convs: Names of the suffix's convolutions run as 1x1 convolutions (``one_pixel_convs=True``).

@@ -3,6 +3,12 @@
 timm marks modules and functions that ``torch.fx`` cannot trace (``get_notrace_modules`` /
 ``get_notrace_functions``); they become leaves. Defaulted ``forward`` arguments after the first are traced as
 constants, and the guards fx inserts on them are removed, so that the graph has a single input: the images.
+
+When neither traces the model, a last tracer keeps every module that holds no generated parameter as a leaf. This is
+what traces 🤗 transformers classifiers: their embeddings check the input's channels or dtype in Python (control flow
+``torch.fx`` cannot follow), but those checks sit in frozen modules, which the graph then calls whole. A model whose
+generated parameters sit in a module with such a check (a ViT's final ``layernorm`` lives in ``ViTModel``, whose
+``forward`` checks the dtype) still cannot be traced: it falls back to the whole-model path, exact and slower.
 """
 
 from __future__ import annotations
@@ -36,12 +42,28 @@ class _LeafTracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
-def _tracers() -> list[tuple[str, fx.Tracer]]:
-    """Tracers to try, in order: timm-aware, then plain ``torch.fx``."""
+class _FrozenLeafTracer(fx.Tracer):
+    """``torch.fx`` tracer that calls every module holding none of the generated parameters as a leaf."""
+
+    def __init__(self, generated: Sequence[str]) -> None:
+        super().__init__()
+        self._generated = frozenset(generated)
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if module_qualified_name and not any(f"{module_qualified_name}.{name}" in self._generated
+                                             for name, _ in m.named_parameters(remove_duplicate=False)):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def _tracers(generated: Sequence[str]) -> list[tuple[str, fx.Tracer]]:
+    """Tracers to try, in order: timm-aware, plain ``torch.fx``, then frozen modules as leaves (given names)."""
     from timm.layers import get_notrace_functions, get_notrace_modules
 
     functions = [f for f in get_notrace_functions() if callable(f)]
-    return [("timm", _LeafTracer(get_notrace_modules(), functions)), ("torch.fx", fx.Tracer())]
+    tracers: list[tuple[str, fx.Tracer]] = [("timm", _LeafTracer(get_notrace_modules(), functions)),
+                                            ("torch.fx", fx.Tracer())]
+    return tracers + ([("frozen-leaves", _FrozenLeafTracer(generated))] if generated else [])
 
 
 def _concrete_args(model: nn.Module) -> dict[str, Any]:
@@ -77,22 +99,24 @@ def _drop_constant_placeholders(graph: fx.Graph) -> None:
         graph.erase_node(node)
 
 
-def trace(model: nn.Module) -> tuple[fx.Graph, str]:
+def trace(model: nn.Module, generated: Sequence[str] = ()) -> tuple[fx.Graph, str]:
     """Trace ``model`` with the first tracer that succeeds.
 
     Args:
         model: Module to trace.
+        generated: names of the generated parameters; given, a last tracer keeps the modules holding none of them
+            as leaves.
 
     Returns:
-        The graph and the name of the tracer that produced it (``"timm"`` or ``"torch.fx"``). Placeholders of
-        defaulted arguments are removed unless the graph still uses them.
+        The graph and the name of the tracer that produced it (``"timm"``, ``"torch.fx"`` or
+        ``"frozen-leaves"``). Placeholders of defaulted arguments are removed unless the graph still uses them.
 
     Raises:
         RuntimeError: If no tracer can trace the model (the message lists every tracer's error).
     """
     errors = []
     concrete = _concrete_args(model)
-    for name, tracer in _tracers():
+    for name, tracer in _tracers(generated):
         try:
             graph = tracer.trace(model, concrete_args=concrete or None)
         except Exception as err:  # noqa: BLE001 - any tracing failure means "try the next tracer"

@@ -23,12 +23,13 @@ SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
 def check_same_target(generating: TargetModel, collected: TargetModel) -> None:
     """Raise ``ValueError`` unless the pipeline's network is the one the parameter dataset was collected from.
 
-    Compares the timm model name, the generated layout (names and shapes) and the frozen weights: generated
+    Compares the library and model name, the generated layout (names and shapes) and the frozen weights: generated
     vectors are only meaningful in the network whose remainder they were trained with.
     """
-    a, b = generating.config.model_name, collected.config.model_name
+    a, b = ((t.config.library, t.config.model_name) for t in (generating, collected))
     if a != b:
-        raise ValueError(f"The pipeline generates parameters of {a!r}, the parameter dataset holds {b!r}; pass the "
+        raise ValueError(f"The pipeline generates parameters of {a[0]} {a[1]!r}, the parameter dataset holds {b[0]} "
+                         f"{b[1]!r}; pass the "
                          "parameter dataset the pipeline was trained on")
     la, lb = generating.layout, collected.layout
     if la.names != lb.names or la.shapes != lb.shapes:
@@ -80,10 +81,12 @@ def check_recipe_target(recipe: Recipe, target: TargetModel) -> None:
     """
     config = target.config
     pairs = {
+        "target.library": (recipe.target.library, config.library),
         "target.model_name": (recipe.target.model_name, config.model_name),
         # A task family generates a 2-way network (its backbone has the recipe's kwargs as they are).
         "target.model_kwargs": (_plain(recipe.generated_model_kwargs()), _plain(config.model_kwargs or {})),
         "data.image_size": (recipe.data.image_size, config.image_size),
+        "lora adapter": (_plain(recipe.lora.peft_arguments()), _plain(config.adapter)),
     }
     for key, (ours, theirs) in pairs.items():
         if ours != theirs:

@@ -50,6 +50,8 @@ from ..pipeline import PDiffPipeline
 from ..pipeline.pipeline_pdiff import accuracy_conditions
 from .commit import push_folder_to_hub
 from .export import AccuracyPrompt, GenerationRecord, TaskRecord, export_timm_model
+from .export_adapter import export_base_network, export_lora_adapter
+from .export_transformers import export_transformers_model
 
 __all__ = [
     "MeasuredBatch",
@@ -137,9 +139,8 @@ def selection_splits(data: Any, target: TargetModel, task: str | None = None) ->
     Raises:
         ValueError: when the class counts differ or the validation split is empty.
     """
-    model_kwargs = dict(target.config.model_kwargs or {})
+    expected, in_chans = target.classes_and_channels()
     splits = load_image_dataset(data.dataset, val_size=data.val_size, seed=data.split_seed)
-    expected = model_kwargs.get("num_classes")
     if task is not None:
         if expected is not None and expected != 2:
             raise ValueError(f"A task's models are 2-way classifiers, but the pipeline's target "
@@ -154,7 +155,6 @@ def selection_splits(data: Any, target: TargetModel, task: str | None = None) ->
     if len(splits["validation"]) == 0:
         raise ValueError(f"data.val_size {data.val_size} leaves no validation split of {data.dataset}, and the "
                          f"generated models are chosen by validation accuracy; use the collection's val_size")
-    in_chans = int(model_kwargs.get("in_chans", 3))
     tensors = {name: dataset_to_tensors(splits[name], image_size=data.image_size, in_chans=in_chans)
                for name in ("validation", "test")}
     if task is not None:
@@ -235,8 +235,11 @@ def export_generated(
     overwrite: bool = False,
     task: TaskRecord | None = None,
     prompt: AccuracyPrompt | None = None,
+    base_repo_id: str | None = None,
 ) -> list[GenerationRecord]:
-    """Write each chosen model to ``export_dir/sample-<i>/`` (a timm repo folder) and ``generation.json``.
+    """Write each chosen model to ``export_dir/sample-<i>/`` (a timm or transformers repo folder, as the target's
+    library) and ``generation.json``. For a target with a LoRA adapter, each sample is a PEFT adapter folder and
+    the base network they adapt is written once to ``export_dir/base/``.
 
     ``generation.json`` records the command, the pipeline, the sampling, the data section, the selection, every
     model's accuracies and one :class:`GenerationRecord` per chosen model. The folder appears complete or not at all.
@@ -258,6 +261,8 @@ def export_generated(
         task: the task of a conditional pipeline's models (:func:`describe_task`); recorded as ``condition``.
         prompt: the accuracy an accuracy-prompted pipeline's models were prompted for (:func:`check_accuracy_prompt`);
             recorded as ``accuracy_prompt``, with the batch's mean validation accuracy beside it.
+        base_repo_id: for adapters, the Hub repo the base network is pushed to, which each adapter names as its
+            base (default: the folder ``../base``).
 
     Returns:
         The records of the chosen models, in the order of ``chosen``.
@@ -276,10 +281,17 @@ def export_generated(
     if task is not None:
         label_names = task.label_names
     with atomic_output_dir(export_dir, overwrite=overwrite) as tmp:
+        if target.has_adapter:
+            export_base_network(target, tmp / "base", pipeline=str(pipeline))
         for record in records:
-            export_timm_model(target, batch.vectors[record.index], tmp / f"sample-{record.index}",
-                              card_values=record, mean=DEFAULT_MEAN, std=DEFAULT_STD, label_names=label_names,
-                              image_size=data.image_size)
+            folder, vector = tmp / f"sample-{record.index}", batch.vectors[record.index]
+            if target.has_adapter:
+                export_lora_adapter(target, vector, folder, card_values=record, base_reference=base_repo_id or
+                                    "../base", mean=DEFAULT_MEAN, std=DEFAULT_STD, image_size=data.image_size)
+                continue
+            export = export_transformers_model if target.is_transformers else export_timm_model
+            export(target, vector, folder, card_values=record, mean=DEFAULT_MEAN, std=DEFAULT_STD,
+                   label_names=label_names, image_size=data.image_size)
         summary = {
             "command": command, "pipeline": str(pipeline), "revision": revision, "seed": sampling.seed,
             "num_models": sampling.num_models, "num_inference_steps": sampling.num_inference_steps,
@@ -296,10 +308,16 @@ def export_generated(
     return records
 
 
-def push_generated(export_dir: str | os.PathLike, records: Sequence[GenerationRecord], *, private: bool = False
-                   ) -> list[str]:
-    """Push each exported sample folder to its record's ``repo_id``; returns the commit URLs, in order."""
-    return [
+def push_generated(export_dir: str | os.PathLike, records: Sequence[GenerationRecord], *, private: bool = False,
+                   base_repo_id: str | None = None) -> list[str]:
+    """Push each exported sample folder to its record's ``repo_id``, after the adapters' base network (``base/``) to
+    ``base_repo_id`` when there is one; returns the commit URLs, in order (the base's first)."""
+    base = Path(export_dir) / "base"
+    pushed = []
+    if base.is_dir() and base_repo_id:
+        pushed.append(push_folder_to_hub(base, base_repo_id, "model", private=private,
+                                         commit_message="The base network the generated LoRA adapters adapt"))
+    return pushed + [
         push_folder_to_hub(Path(export_dir) / f"sample-{r.index}", r.repo_id, "model", private=private,
                            commit_message=f"Generated model {r.index} of {r.num_models} (seed {r.seed})")
         for r in records

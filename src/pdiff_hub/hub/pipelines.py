@@ -43,7 +43,8 @@ def pipeline_card(recipe: Recipe, params: ParameterDataset, metrics: dict, comma
         "datasets": [recipe.data.dataset],
     }
     return render_card(
-        "pipeline", metadata, name=recipe.name, model_name=recipe.target.model_name,
+        "pipeline", metadata, name=recipe.name, model_name=recipe.target.model_name, library=recipe.target.library,
+        adapter=recipe.lora.peft_arguments(),
         model_kwargs=recipe.target.model_kwargs, param_patterns=recipe.target.param_patterns,
         num_params=params.target.layout.num_params, dataset=recipe.data.dataset, param_dataset=param_dataset,
         num_checkpoints=len(params.dataset), autoencoder=recipe.autoencoder.__dict__, denoiser=recipe.denoiser.__dict__,

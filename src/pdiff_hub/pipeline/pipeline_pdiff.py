@@ -1,4 +1,4 @@
-"""PDiffPipeline: noise -> latents -> parameter vectors -> ready timm classifiers."""
+"""PDiffPipeline: noise -> latents -> parameter vectors -> ready timm or transformers classifiers."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ class PDiffPipelineOutput(BaseOutput):
     """Output of :class:`PDiffPipeline`.
 
     Args:
-        models: the generated models: timm modules in eval mode (``output_type="timm"``), full state dicts
-            (``"state_dict"``), or ``None`` (``"pt"``).
+        models: the generated models: timm modules in eval mode (``output_type="timm"``), transformers
+            classifiers in eval mode (``"transformers"``), full state dicts (``"state_dict"``), or ``None`` (``"pt"``).
         parameters: the generated parameter vectors, (num_models, D); (C * num_models, D) for C conditions.
         conditions: for a conditional call, the condition of each generated vector, (C * num_models, condition_dim);
             None otherwise.
@@ -134,7 +134,7 @@ class PDiffPipeline(DiffusionPipeline):
         num_models: int = 1,
         num_inference_steps: int = 50,
         generator: torch.Generator | list[torch.Generator] | None = None,
-        output_type: str = "timm",
+        output_type: str | None = None,
         return_dict: bool = True,
         condition: torch.Tensor | Sequence[Sequence[float]] | None = None,
         guidance_scale: float = 1.0,
@@ -146,8 +146,10 @@ class PDiffPipeline(DiffusionPipeline):
             num_models: how many networks to generate (for each condition).
             num_inference_steps: denoising steps (50 by default; 1,000 is the paper's full DDPM chain).
             generator: a ``torch.Generator`` for reproducible sampling (or a list of them, one per network).
-            output_type: ``"timm"`` for ready models, ``"state_dict"`` for full state dicts, ``"pt"`` for the
-                parameter vectors only.
+            output_type: ready models in the target's library: ``"timm"`` (timm modules, ``model(x)`` is the
+                logits) or ``"transformers"`` (transformers classifiers, ``model(pixel_values).logits``); or
+                ``"state_dict"`` for full state dicts, ``"pt"`` for the parameter vectors only. Default: the target's
+                library.
             return_dict: return a :class:`PDiffPipelineOutput` (default) or a tuple ``(models, parameters)``,
                 ``(models, parameters, conditions)`` for a conditional call.
             condition: conditional pipelines only: C conditions, a (C, condition_dim) tensor or array or a list of C
@@ -171,8 +173,11 @@ class PDiffPipeline(DiffusionPipeline):
         """
         if num_models < 1:
             raise ValueError(f"num_models must be at least 1, got {num_models}")
-        if output_type not in ("timm", "state_dict", "pt"):
-            raise ValueError(f"output_type must be 'timm', 'state_dict' or 'pt', got {output_type!r}")
+        library = self.target.config.library
+        output_type = library if output_type is None else output_type
+        if output_type not in (library, "state_dict", "pt"):
+            raise ValueError(f"output_type must be {library!r} (the target's library), 'state_dict' or 'pt', got "
+                             f"{output_type!r}")
         self.autoencoder.eval()
         self.denoiser.eval()
         device, dtype = self._execution_device, self.denoiser.dtype
@@ -202,6 +207,8 @@ class PDiffPipeline(DiffusionPipeline):
             raise RuntimeError("Generation produced NaN or infinite parameters: the denoiser or autoencoder diverged")
         if output_type == "timm":
             models = [self.target.build_model(v) for v in parameters]
+        elif output_type == "transformers":
+            models = [self.target.build_transformers_model(v) for v in parameters]
         elif output_type == "state_dict":
             models = [self.target.build_state_dict(v) for v in parameters]
         else:

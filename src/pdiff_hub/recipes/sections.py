@@ -13,6 +13,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.classifiers import LIBRARIES, classifier_io
 from ..engine.fitting import kept_steps
 from ..models.autoencoder import LATENT_NORMS, ParameterAutoencoder
 from ..models.conditioning import CONDITION_MODES
@@ -20,7 +21,7 @@ from ..models.denoiser import LatentDenoiser
 from .rules import Rule, choice, integer, items, number, odd, random_seed, setting, symmetric_channels, text
 
 __all__ = ["PAIR_RULES", "RETIRED_KEYS", "SECTIONS", "AutoencoderConfig", "CollectConfig", "DataConfig",
-           "DenoiserConfig", "EvaluateConfig", "Recipe", "TargetConfig", "TasksConfig", "TrainConfig"]
+           "DenoiserConfig", "EvaluateConfig", "LoraConfig", "Recipe", "TargetConfig", "TasksConfig", "TrainConfig"]
 
 # diffusers' get_scheduler names that need no more than warm-up and total steps (piecewise_constant needs rules).
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -39,13 +40,57 @@ class DataConfig:
 
 @dataclass
 class TargetConfig:
-    """The timm model and the name patterns of its generated parameters."""
+    """The network (timm or 🤗 transformers) and the name patterns of its generated parameters.
 
+    ``library: timm`` (the default): ``model_name`` is a ``timm.create_model`` name and ``model_kwargs`` its
+    arguments (``num_classes``, ``in_chans``). ``library: transformers``: ``model_name`` is an image-classification
+    architecture (``ViTForImageClassification``), a config type (``resnet``), a local folder or a Hub id, and
+    ``model_kwargs`` are config values (``num_labels``, ``num_channels``, ``hidden_size``...). ``param_patterns`` use
+    the library's own parameter names (``layer4.1.bn1`` / ``classifier``).
+    """
+
+    library: str = setting("timm", choice(LIBRARIES))
     model_name: str = setting("resnet18", text())
     model_kwargs: dict = setting({"num_classes": 10, "in_chans": 1}, Rule(
-        "a mapping of timm arguments whose num_classes and in_chans, when given, are integers >= 1",
-        lambda v: all(type(v[k]) is int and v[k] >= 1 for k in ("num_classes", "in_chans") if k in v)))
+        "a mapping of timm arguments (transformers config values) whose num_classes and in_chans (num_labels and "
+        "num_channels), when given, are integers >= 1",
+        lambda v: all(type(v[k]) is int and v[k] >= 1
+                      for k in ("num_classes", "in_chans", "num_labels", "num_channels") if k in v)))
     param_patterns: list = setting(["layer4.1.bn1", "layer4.1.bn2"], items(str, text(), non_empty=True))
+
+    def image_kwargs(self) -> dict:
+        """``num_classes`` (when known) and ``in_chans`` of the network, in timm's words, for the data loaders."""
+        classes, channels = classifier_io(self.library, self.model_name, self.model_kwargs)
+        return {"in_chans": channels, **({"num_classes": classes} if classes is not None else {})}
+
+
+@dataclass
+class LoraConfig:
+    """A PEFT LoRA adapter as the generated parameters: a base network adapted to another task (rank 0 = none).
+
+    The base network (``target``) is trained from scratch on ``base_classes`` of the dataset only (empty = all of
+    them), or of ``base_dataset`` when set (another dataset with as many classes, split like ``data``: MNIST for a
+    Fashion-MNIST adapter); then ``peft.get_peft_model`` adds LoRA matrices of rank ``rank`` (scale
+    ``alpha / rank``) to the modules ``target_modules`` names, and trains whole copies of ``modules_to_save`` (the
+    head, for new classes), all from the trained base. The adapter, trained on every class at ``collect.lr`` for
+    ``burn_in_steps`` steps before the first kept checkpoint, is what collection keeps and the pipeline generates:
+    ``target.param_patterns`` choose among the adapter's parameters (``["*"]`` = all of them).
+    """
+
+    rank: int = setting(0, integer(0))
+    alpha: float = setting(8.0, number(0, above=True))
+    target_modules: list = setting([], items(str, text(), distinct=True))
+    modules_to_save: list = setting([], items(str, text(), distinct=True))
+    base_classes: list = setting([], items(int, integer(0), distinct=True))
+    base_dataset: str = ""
+    burn_in_steps: int = setting(0, integer(0))
+
+    def peft_arguments(self) -> dict | None:
+        """``peft.LoraConfig`` arguments of the adapter (None for rank 0: no adapter)."""
+        if self.rank == 0:
+            return None
+        return {"r": self.rank, "lora_alpha": self.alpha, "target_modules": list(self.target_modules),
+                "modules_to_save": list(self.modules_to_save) or None}
 
 
 @dataclass
@@ -200,6 +245,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -217,6 +263,14 @@ class Recipe:
             kwargs["num_classes"] = 2
         return kwargs
 
+    def target_kwargs(self, model_kwargs: dict | None = None) -> dict:
+        """The :class:`~pdiff_hub.models.target.TargetModel` arguments of the recipe's network, built with
+        ``model_kwargs`` (default: :meth:`generated_model_kwargs`)."""
+        t = self.target
+        return {"model_name": t.model_name, "param_patterns": list(t.param_patterns), "library": t.library,
+                "model_kwargs": self.generated_model_kwargs() if model_kwargs is None else model_kwargs,
+                "image_size": self.data.image_size, "adapter": self.lora.peft_arguments()}
+
 
 # Rules between keys: (first key, second key, holds, what is allowed). Checked after every key passed its own rule.
 PAIR_RULES = [
@@ -230,6 +284,19 @@ PAIR_RULES = [
     ("autoencoder.bound_latent", "autoencoder.latent_norm", lambda a, b: not (a and b != "none"),
      "autoencoder.bound_latent must be false with autoencoder.latent_norm 'layer' (a normalized latent has a fixed "
      "scale already)"),
+    ("lora.rank", "lora.target_modules", lambda a, b: a == 0 or len(b) > 0,
+     "a LoRA adapter needs modules to adapt: lora.target_modules must name some when lora.rank > 0"),
+    ("lora.rank", "lora.base_classes", lambda a, b: a > 0 or not b,
+     "base classes are those of an adapted base network: lora.base_classes must be empty when lora.rank is 0"),
+    ("lora.rank", "lora.base_dataset", lambda a, b: a > 0 or not b,
+     "a base dataset is that of an adapted base network: lora.base_dataset must be empty when lora.rank is 0"),
+    ("lora.rank", "lora.burn_in_steps", lambda a, b: a > 0 or b == 0,
+     "the burn-in is an adapter's: lora.burn_in_steps must be 0 when lora.rank is 0"),
+    ("lora.rank", "tasks.num_train_tasks", lambda a, b: a == 0 or b == 0,
+     "a task family fits its own heads: lora.rank must be 0 when tasks.num_train_tasks > 0"),
+    ("target.library", "tasks.num_train_tasks", lambda a, b: a == "timm" or b == 0,
+     "a task family replaces the head with timm's reset_classifier: tasks.num_train_tasks must be 0 when "
+     "target.library is not timm"),
 ]
 
 

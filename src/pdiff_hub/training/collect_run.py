@@ -8,6 +8,7 @@ metrics, and :func:`write_collection` writes the output folder (atomically) with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -19,8 +20,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from ..core.adapters import copy_trained_modules
 from ..core.cli import UsageError
 from ..core.io import atomic_output_dir
+from ..core.layout import PatternError
 from ..data.images import load_recipe_splits
 from ..data.parameters import ParameterDataset, build_parameter_table
 from ..data.subsets import subsample_splits
@@ -32,6 +35,7 @@ from .sharding import Shard, gather_or_raise, order_pieces, plan_shards
 __all__ = [
     "CollectedDataset",
     "assemble_dataset",
+    "base_training_split",
     "build_target",
     "check_plan",
     "check_splits",
@@ -41,6 +45,7 @@ __all__ = [
     "machine_description",
     "scoring_splits",
     "summarize",
+    "train_base",
     "write_collection",
 ]
 
@@ -59,7 +64,7 @@ def check_plan(recipe: Recipe) -> list[int]:
     pattern that matches no parameter is named now rather than after base training.
 
     Raises:
-        UsageError: too few checkpoints per seed, a target network timm cannot build or whose parameters the
+        UsageError: too few checkpoints per seed, a target network its library cannot build or whose parameters the
             patterns do not fit, or several seeds for a partly generated network.
     """
     c = recipe.collect
@@ -85,40 +90,60 @@ def build_target(recipe: Recipe, model_kwargs: dict | None = None) -> TargetMode
     ``target.model_kwargs``).
 
     Raises:
-        UsageError: when timm cannot build the network or the patterns do not fit it.
+        UsageError: when the library (timm or transformers) cannot build the network or the patterns do not fit it.
     """
     t = recipe.target
-    kwargs = t.model_kwargs if model_kwargs is None else model_kwargs
     try:
-        return TargetModel(t.model_name, kwargs, t.param_patterns, image_size=recipe.data.image_size)
-    except (RuntimeError, TypeError) as err:  # timm: "Unknown model (...)"; a keyword the model does not take
-        raise UsageError(f"timm cannot build target.model_name {t.model_name!r} with target.model_kwargs "
-                         f"{t.model_kwargs}: {err}") from None
-    except ValueError as err:
+        return TargetModel(**recipe.target_kwargs(t.model_kwargs if model_kwargs is None else model_kwargs))
+    except PatternError as err:
         raise UsageError(f"target.param_patterns {t.param_patterns} do not fit {t.model_name!r}: {err}") from None
+    except (RuntimeError, TypeError, ValueError, OSError) as err:
+        # timm: "Unknown model (...)", a keyword the model does not take; transformers: an unknown config type, a
+        # folder without config.json, a config it refuses (hidden_size not a multiple of num_attention_heads)
+        raise UsageError(f"{t.library} cannot build target.model_name {t.model_name!r} with target.model_kwargs "
+                         f"{t.model_kwargs}: {err}".split("\n")[0]) from None
 
 
 def check_splits(recipe: Recipe, splits: dict) -> None:
-    """Refuse a base batch larger than the training split, which would train nothing (full batches only).
+    """Refuse a base batch larger than the training split, which would train nothing (full batches only), and base
+    classes (``lora.base_classes``) the dataset lacks.
 
     Raises:
-        UsageError: ``collect.base_batch_size`` is larger than the training split.
+        UsageError: ``collect.base_batch_size`` is larger than the (base classes') training split, or a base class
+            is not one of the dataset's labels.
     """
-    size = len(splits["train"][1])
+    labels = base_training_split(splits)[1]
+    dataset = recipe.lora.base_dataset or recipe.data.dataset
+    size, classes = len(labels), recipe.lora.base_classes
+    if classes:
+        missing = sorted(set(classes) - set(labels.unique().tolist()))
+        if missing:
+            raise UsageError(f"lora.base_classes {list(classes)} names classes {missing} that {dataset} lacks; its "
+                             f"classes are 0 to {int(labels.max())}")
+        size = int(torch.isin(labels, torch.tensor(classes)).sum())
     if recipe.collect.base_batch_size > size:
         raise UsageError(f"collect.base_batch_size {recipe.collect.base_batch_size} is larger than the "
-                         f"{size} training images of {recipe.data.dataset}; lower it")
+                         f"{size} training images of {dataset}{' in lora.base_classes' if classes else ''}; lower it")
+
+
+def base_training_split(splits: dict) -> tuple:
+    """The images the base network trains on: ``base_train`` (``lora.base_dataset``'s) when loaded, else ``train``."""
+    return splits.get("base_train", splits["train"])
 
 
 def load_splits(recipe: Recipe, accelerator: Accelerator) -> dict:
-    """The recipe's splits, on every process; a refusal on any process stops every process.
+    """The recipe's splits (with ``base_train``, ``lora.base_dataset``'s training split, when it is set), on every
+    process; a refusal on any process stops every process.
 
     The main process reads (and downloads) them first, the others then read its cache.
     """
     splits = {}
 
     def load() -> list:
-        splits.update(load_recipe_splits(recipe.data, recipe.target.model_kwargs))
+        splits.update(load_recipe_splits(recipe.data, recipe.target.image_kwargs()))
+        if recipe.lora.rank and recipe.lora.base_dataset:
+            base_data = dataclasses.replace(recipe.data, dataset=recipe.lora.base_dataset)
+            splits["base_train"] = load_recipe_splits(base_data, recipe.target.image_kwargs())["train"]
         check_splits(recipe, splits)
         return []
 
@@ -147,9 +172,7 @@ def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int,
     target = build_target(recipe)
     progress = accelerator.is_local_main_process
     start = time.perf_counter()
-    train_base_model(target.model, splits["train"], epochs=c.base_epochs, lr=c.base_lr,
-                     weight_decay=c.base_weight_decay, batch_size=c.base_batch_size, seed=seed,
-                     device=accelerator.device, progress=progress)
+    train_base(recipe, target, base_training_split(splits), seed=seed, device=accelerator.device, progress=progress)
     base_seconds = time.perf_counter() - start
     base_acc = None
     if shard.lead:
@@ -159,13 +182,32 @@ def collect_shard(recipe: Recipe, splits: dict, shard: Shard, count: int,
     scored = scoring_splits(recipe, splits)
     result = collect_checkpoints(target.model, target.layout, splits["train"], scored["validation"], scored["test"],
                                  num_checkpoints=count, lr=c.lr, weight_decay=c.weight_decay, batch_size=c.batch_size,
-                                 seed=seed, eval_batch_size=c.eval_batch_size, progress=progress, rows=shard.rows)
+                                 seed=seed, eval_batch_size=c.eval_batch_size, progress=progress, rows=shard.rows,
+                                 burn_in=recipe.lora.burn_in_steps)
     piece = {"seed": seed, "vectors": result.vectors.cpu(), "steps": result.steps, "val_accuracy": result.val_accuracy,
              "test_accuracy": result.test_accuracy, "base_test_accuracy": base_acc,
              "prefix_cached": result.prefix_cached, "rank": accelerator.process_index, "base_seconds": base_seconds,
              "collect_seconds": time.perf_counter() - start,
              "scored_images": {name: len(scored[name][1]) for name in ("validation", "test")}}
     return target, piece
+
+
+def train_base(recipe: Recipe, target: TargetModel, train: tuple, *, seed: int, device, progress: bool) -> None:
+    """Train the target's network from scratch (``collect.base_*``); with a LoRA adapter, train the base network
+    alone (adapter disabled) on ``lora.base_classes``, then start the modules the adapter trains whole from it."""
+    c = recipe.collect
+    images, labels = train
+    if target.has_adapter and recipe.lora.base_classes:
+        kept = torch.isin(labels, torch.tensor(recipe.lora.base_classes, device=labels.device))
+        images, labels = images[kept], labels[kept]
+    kwargs = {"epochs": c.base_epochs, "lr": c.base_lr, "weight_decay": c.base_weight_decay,
+              "batch_size": c.base_batch_size, "seed": seed, "device": device, "progress": progress}
+    if not target.has_adapter:
+        train_base_model(target.model, (images, labels), **kwargs)
+        return
+    with target.model.disable_adapter():
+        train_base_model(target.model, (images, labels), **kwargs)
+    copy_trained_modules(target.model)
 
 
 def collect_pieces(recipe: Recipe, splits: dict, counts: list[int],

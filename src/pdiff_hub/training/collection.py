@@ -122,12 +122,14 @@ def collect_checkpoints(
     eval_batch_size: int = 1024,
     progress: bool = True,
     rows: range | None = None,
+    burn_in: int = 0,
 ) -> CollectionResult:
     """Keep training only the generated parameters (``layout``) of ``model`` and save one checkpoint per iteration.
 
     ``model`` must be the trained base model, in eval mode. It is not modified: the subset is trained on a copy.
     ``rows`` (default: all ``num_checkpoints``) are the checkpoints to keep and evaluate, a contiguous block: the
     subset trains for ``rows.stop`` iterations, so each kept checkpoint is the one a whole run saves at that step.
+    ``burn_in`` iterations run before the first checkpoint (an adapter's adaptation); the steps recorded count them.
 
     Raises:
         ValueError: if ``num_checkpoints < 2`` or ``rows`` is empty or not inside ``range(num_checkpoints)``.
@@ -141,9 +143,10 @@ def collect_checkpoints(
     split = FrozenPrefixSplit.from_model(model, layout.names)
     generator = torch.Generator().manual_seed(seed)
     # The frozen prefix only of the training images the iterations draw (200 batches of 128 draw ~37% of 55,000).
-    drawn = drawn_rows(len(train[1]), rows.stop, batch_size, generator)
+    keep = range(burn_in + rows.start, burn_in + rows.stop)
+    drawn = drawn_rows(len(train[1]), keep.stop, batch_size, generator)
     train_features = split.compute_prefix(train[0][drawn.to(train[0].device)], batch_size=eval_batch_size)
-    fit = fit_generated_parameters(split, train_features, train[1], dict(model.named_parameters()), keep=rows, lr=lr,
+    fit = fit_generated_parameters(split, train_features, train[1], dict(model.named_parameters()), keep=keep, lr=lr,
                                    weight_decay=weight_decay, batch_size=batch_size, generator=generator,
                                    lr_key="collect.lr", progress=progress, desc="checkpoint collection", rows=drawn)
     vectors, losses = fit.vectors, fit.losses
@@ -151,7 +154,7 @@ def collect_checkpoints(
         ParameterEvaluator(model, layout, *data, batch_size=eval_batch_size, split=split).accuracy(vectors).tolist()
         for data in (validation, test)
     )
-    return CollectionResult(vectors, list(rows), val_acc, test_acc, losses, split.is_split)
+    return CollectionResult(vectors, list(keep), val_acc, test_acc, losses, split.is_split)
 
 
 def checkpoints_per_seed(num_checkpoints: int, seeds: list[int]) -> list[int]:

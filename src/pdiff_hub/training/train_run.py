@@ -57,7 +57,7 @@ def reconstruction_evaluator(recipe: Recipe, params: ParameterDataset) -> Parame
 
     The labels are the dataset's classes, also for a task family: each task's binary labels derive from them. The
     evaluator's simplified split is the one collection scores with, so checkpoints are measured as they were."""
-    splits = load_recipe_splits(recipe.data, recipe.target.model_kwargs)
+    splits = load_recipe_splits(recipe.data, recipe.target.image_kwargs())
     test = subsample_splits(splits, {"test": recipe.evaluate.test_images}, recipe.evaluate.seed)["test"]
     target = params.target
     return ParameterEvaluator(target.model, target.layout, *test, batch_size=recipe.evaluate.batch_size)

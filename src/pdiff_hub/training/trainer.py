@@ -87,8 +87,7 @@ def check_recipe_matches(recipe: Recipe, target: TargetModel) -> None:
     Raises:
         ValueError: naming both layouts when they differ.
     """
-    expected = TargetModel(recipe.target.model_name, recipe.generated_model_kwargs(), recipe.target.param_patterns,
-                           image_size=recipe.data.image_size).layout
+    expected = TargetModel(**recipe.target_kwargs()).layout
     got = target.layout
     if expected != got:
         raise ValueError(

@@ -1,0 +1,110 @@
+"""A generated model as a plain 🤗 transformers repo folder: ``config.json``, ``model.safetensors``,
+``preprocessor_config.json`` and ``README.md``, which ``AutoModelForImageClassification.from_pretrained`` loads
+without pdiff_hub.
+
+Example:
+    ```py
+    >>> out = pipe(num_models=1, output_type="pt", generator=torch.Generator().manual_seed(0))
+    >>> export_transformers_model(pipe.target, out.parameters[0], "sample-0", card_values=record, mean=0.5, std=0.5)
+    ```
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoModelForImageClassification, ViTImageProcessor
+
+from .. import __version__
+from ..core.io import atomic_output_dir
+from ..models.target import TargetModel
+from .cards import render_card
+from .export import GenerationRecord, card_metadata, card_name
+
+__all__ = ["export_transformers_model"]
+
+
+def export_transformers_model(
+    target: TargetModel,
+    vector: torch.Tensor,
+    folder: str | os.PathLike,
+    *,
+    card_values: GenerationRecord,
+    mean: float,
+    std: float,
+    label_names: Sequence[str] | None = None,
+    image_size: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a generated transformers classifier as a transformers repo folder.
+
+    The model is saved with its own ``save_pretrained`` (its class, config and safetensors weights), with
+    ``id2label`` from ``label_names`` when given, and a ``ViTImageProcessor`` config that records the preprocessing
+    the accuracies were measured with (resize to ``image_size``, bilinear, ``mean``/``std`` on every channel). The
+    folder is loaded back with ``AutoModelForImageClassification.from_pretrained`` and its weights checked to be the
+    generated model's, bit for bit. The folder appears complete or not at all.
+
+    Args:
+        target: the pipeline's target, a transformers one.
+        vector: one generated parameter vector, (D,).
+        folder: the output folder.
+        card_values: provenance and measured accuracy, for the card.
+        mean: the per-channel mean the images were normalized with.
+        std: the per-channel standard deviation.
+        label_names: class names, stored as the config's ``id2label``.
+        image_size: the input resolution the accuracy was measured at; default: the target's ``image_size``.
+        overwrite: replace an existing non-empty folder.
+
+    Raises:
+        ValueError: a timm target, or as many label names as the model has not classes.
+    """
+    if not target.is_transformers:
+        raise ValueError(f"The target {target.config.model_name!r} is a timm model; export it with "
+                         f"pdiff_hub.hub.export.export_timm_model")
+    model = target.build_transformers_model(vector)
+    num_classes, in_chans = target.classes_and_channels()
+    if label_names:
+        if len(label_names) != num_classes:
+            raise ValueError(f"{len(label_names)} label names for a model with {num_classes} classes")
+        model.config.id2label = dict(enumerate(label_names))
+        model.config.label2id = {name: i for i, name in enumerate(label_names)}
+    image_size = int(image_size or target.config.image_size)
+    processor = ViTImageProcessor(do_resize=True, size={"height": image_size, "width": image_size}, resample=2,
+                                  do_rescale=True, do_normalize=True, image_mean=[mean] * in_chans,
+                                  image_std=[std] * in_chans)
+    folder = Path(folder)
+    with atomic_output_dir(folder, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        _check_export(model, tmp)
+        (tmp / "README.md").write_text(_card(target, model, card_values, folder.name, image_size, in_chans, mean, std),
+                                       encoding="utf-8")
+    return folder
+
+
+def _check_export(model: torch.nn.Module, folder: Path) -> None:
+    """Load the folder as any transformers user would and check its weights are the model's, bit for bit."""
+    loaded = AutoModelForImageClassification.from_pretrained(folder)
+    theirs = loaded.state_dict()
+    changed = [k for k, v in model.state_dict().items() if k not in theirs or not torch.equal(theirs[k], v)]
+    if changed or type(loaded) is not type(model):
+        raise RuntimeError(f"The export in {folder} does not load back as the generated model ({changed[:4]})")
+
+
+def _card(target: TargetModel, model: torch.nn.Module, record: GenerationRecord, folder_name: str, image_size: int,
+          in_chans: int, mean: float, std: float) -> str:
+    layout, config = target.layout, target.config
+    name = card_name(record, folder_name)
+    return render_card(
+        "generated_transformers_model", card_metadata(record, name, "transformers"),
+        title=f"{type(model).__name__} generated by p-diff ({name})", architecture=type(model).__name__,
+        model_type=model.config.model_type, model_name=config.model_name, model_kwargs=dict(config.model_kwargs or {}),
+        num_params=layout.num_params, num_tensors=len(layout.names), param_patterns=", ".join(config.param_patterns),
+        generated_all=layout.num_params == sum(p.numel() for p in target.model.parameters()),
+        image_size=image_size, in_chans=in_chans, mean=mean, std=std, record=record, prompt=record.prompt,
+        pdiff_hub_version=__version__, transformers_version=transformers.__version__,
+    )
