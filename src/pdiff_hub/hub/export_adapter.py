@@ -103,7 +103,9 @@ def export_lora_adapter(
     config.base_model_name_or_path = base_reference
     folder = Path(folder)
     with atomic_output_dir(folder, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        # An image classifier has no token embeddings to save; PEFT's "auto" would look the base up on the Hub to
+        # compare vocabularies (a network call for every export).
+        model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
         _check_export(target, model, tmp)
         in_chans = target.classes_and_channels()[1]
         card = render_card(
@@ -125,7 +127,7 @@ def export_lora_adapter(
 def _check_export(target: TargetModel, model: torch.nn.Module, folder: Path) -> None:
     """Load the adapter onto a fresh base as any PEFT user would; its adapter must be the generated one."""
     loaded = PeftModel.from_pretrained(target.base_network(), folder)
-    ours, theirs = get_peft_model_state_dict(model), get_peft_model_state_dict(loaded)
+    ours, theirs = (get_peft_model_state_dict(m, save_embedding_layers=False) for m in (model, loaded))
     changed = [k for k, v in ours.items() if k not in theirs or not torch.equal(theirs[k], v)]
     if changed or set(theirs) != set(ours):
         raise RuntimeError(f"The adapter in {folder} does not load back as the generated one ({changed[:4]})")
