@@ -45,7 +45,7 @@ def test_stage_two_trains_on_standardized_normalized_latents_that_the_pipeline_d
         assert all(any(torch.equal(row, z) for z in latents) for row in batch)
     torch.testing.assert_close(raw.pow(2).mean(dim=1), torch.ones(12), atol=1e-3, rtol=0)  # normalized per model
     metrics = run_metrics(recipe, params, result, evaluate=False)
-    assert metrics["saturated_latent_fraction"] == autoencoder.saturated_fraction(params.vectors) == 0.0
+    assert metrics["saturated_latent_fraction"] == autoencoder.saturated_fraction(raw) == 0.0
 
 
 def test_a_run_resumed_in_stage_two_fits_the_same_latent_statistics(tmp_path):

@@ -38,7 +38,8 @@ def select_parameters(model: nn.Module, patterns: str | Sequence[str],
         patterns = [patterns]
     if not patterns:
         raise PatternError("No parameter patterns given: pass e.g. ['layer4.1.bn*'] or ['*'] for the whole network.")
-    names = [name for name, _ in model.named_parameters() if among is None or name in set(among)]
+    allowed = None if among is None else set(among)
+    names = [name for name, _ in model.named_parameters() if allowed is None or name in allowed]
     selected: list[str] = []
     for pattern in patterns:
         hits = [n for n in names if any(fnmatch.fnmatchcase(x, pattern) for x in (n, n.rsplit(".", 1)[0]))]

@@ -97,7 +97,7 @@ def autoencoder_checks(pipe: PDiffPipeline, originals: torch.Tensor, latents: to
     reconstructed = autoencoder.decode(z.to(autoencoder.device, autoencoder.dtype)).float().cpu()
     if autoencoder.config.standardize_latents:  # the decoder's own latents, before the standardization
         z = autoencoder.encoder_latents(originals.to(autoencoder.device, autoencoder.dtype)).float().cpu()
-    saturated = autoencoder.saturated_fraction(originals.to(autoencoder.device, autoencoder.dtype))
+    saturated = autoencoder.saturated_fraction(z)
     originals = originals.float()
     error = (reconstructed - originals).pow(2).mean()
     mean_error = (originals - originals.mean(dim=0)).pow(2).mean()

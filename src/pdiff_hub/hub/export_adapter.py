@@ -25,7 +25,7 @@ from .. import __version__
 from ..core.io import atomic_output_dir
 from ..models.target import TargetModel
 from .cards import render_card
-from .export import GenerationRecord, card_metadata, card_name
+from .export import GenerationRecord, card_metadata, card_name, give_num_features
 
 __all__ = ["export_base_network", "export_lora_adapter"]
 
@@ -53,9 +53,7 @@ def export_base_network(target: TargetModel, folder: str | os.PathLike, *, pipel
             base.save_pretrained(tmp, safe_serialization=True)
         else:
             base.pretrained_cfg = getattr(base, "pretrained_cfg", None) or {"architecture": target.config.model_name}
-            if not hasattr(base, "num_features"):  # save_for_hf records it; the small pdiff_hub networks lack it
-                base.num_features = next(m for m in reversed(list(base.modules()))
-                                         if isinstance(m, torch.nn.Linear)).in_features
+            give_num_features(base)
             save_for_hf(base, tmp, safe_serialization=True)
         card = render_card("adapter_base", {"library_name": target.config.library, "tags": ["p-diff", "lora-base"]},
                            pipeline=pipeline, library=target.config.library, model_name=target.config.model_name,

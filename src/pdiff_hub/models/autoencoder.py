@@ -161,14 +161,13 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         decoder was trained on (their saturation is what :mod:`pdiff_hub.evaluation.checks` reports)."""
         return self._encode(vectors, noise=False)
 
-    @torch.no_grad()
-    def saturated_fraction(self, vectors: torch.Tensor) -> float:
-        """The fraction of the encoder's latent values of ``vectors`` with magnitude above :data:`SATURATED`: near 1,
-        a ``tanh`` latent is a code of +-1 values between which the decoder was never trained. 0 for a latent
-        without the bound (unbounded or normalized), which has nothing to saturate."""
+    def saturated_fraction(self, latents: torch.Tensor) -> float:
+        """The fraction of the encoder's latent values (:meth:`encoder_latents`) with magnitude above
+        :data:`SATURATED`: near 1, a ``tanh`` latent is a code of +-1 values between which the decoder was never
+        trained. 0 for a latent without the bound (unbounded or normalized), which has nothing to saturate."""
         if not self.config.bound_latent:
             return 0.0
-        return float((self.encoder_latents(vectors).abs() > SATURATED).float().mean())
+        return float((latents.detach().abs() > SATURATED).float().mean())
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Parameter vectors (N, D) from latents (N, latent_dim) or (N, 1, latent_dim), as :meth:`encode` gives."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from ..core.cli import UsageError, check_output_dir
 from ..core.io import is_temporary
 from ..data.images import load_recipe_splits
@@ -79,7 +81,10 @@ def run_metrics(recipe: Recipe, params: ParameterDataset, result: TrainingResult
         metrics["num_processes"] = result.num_processes
     if result.mixed_precision != "no":
         metrics["mixed_precision"] = result.mixed_precision
-    metrics["saturated_latent_fraction"] = result.pipeline.autoencoder.saturated_fraction(params.vectors)
+    autoencoder = result.pipeline.autoencoder
+    with torch.no_grad():
+        latents = autoencoder.encoder_latents(params.vectors)
+    metrics["saturated_latent_fraction"] = autoencoder.saturated_fraction(latents)
     if evaluate:
         evaluator = reconstruction_evaluator(recipe, params)
         metrics.update(reconstruction_accuracy(result.pipeline.autoencoder, params.vectors, evaluator, params.tasks))
