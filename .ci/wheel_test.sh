@@ -33,8 +33,40 @@ print(f"the wheel holds {len(recipes)} recipes and {len(templates)} card templat
 PY
 
 log "a fresh virtual environment in $WORK/venv: torch as scripts/setup.sh installs it, then the wheel"
-bash "$REPO/scripts/setup.sh" --torch-only "$WORK/venv"
 PY="$WORK/venv/bin/python"
+# torch with its CUDA libraries is 5.5 GB on x86_64, and a second copy once filled a CI machine's disk: the files
+# of torch, torchvision, triton and the nvidia/cuda wheels are hard links to those that scripts/setup.sh installed
+# in .venv (same versions, no extra space; their small pure-Python requirements are still installed by pip below).
+# Where hard links cannot be made (another file system), torch is installed again as scripts/setup.sh does.
+"${PYTHON:-python3}" -m venv "$WORK/venv"
+"$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
+if ! "$REPO/.venv/bin/python" - "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" <<'PY'
+import importlib.metadata
+import os
+import sys
+from pathlib import Path
+
+target = Path(sys.argv[1])
+shared = 0
+for dist in importlib.metadata.distributions():
+    name = dist.metadata["Name"].lower()
+    if name not in {"torch", "torchvision", "triton"} and not name.startswith(("nvidia-", "cuda-")):
+        continue
+    for file in dist.files or []:
+        if str(file).startswith(".."):  # console scripts in bin/: their first line names .venv's Python
+            continue
+        source, link = Path(dist.locate_file(file)), target / file
+        if source.is_file():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, link)
+            shared += source.stat().st_size
+print(f"torch and its CUDA libraries shared with .venv by hard links: {shared / 2**30:.1f} GiB not copied")
+PY
+then
+    log "hard links failed: installing torch into the fresh environment"
+    rm -rf "$WORK/venv"
+    bash "$REPO/scripts/setup.sh" --torch-only "$WORK/venv"
+fi
 "$PY" -m pip install --quiet --disable-pip-version-check "${WHEEL[0]}"
 
 mkdir -p "$WORK/run"
