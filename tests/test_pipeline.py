@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from pdiff_hub import LatentDenoiser, ParameterAutoencoder, PDiffPipeline, PDiffPipelineOutput
 
-from .components import tiny_pipeline, tiny_target
+from .components import assert_same_up_to_rounding, tiny_pipeline, tiny_target
 
 LEGACY = Path(__file__).parent / "models" / "data" / "legacy"
 
@@ -82,13 +82,13 @@ def test_bad_arguments(pipe):
         pipe(num_models=1, output_type="numpy")
 
 
-def test_save_load_round_trip_is_exact(pipe, saved):
+def test_save_load_round_trip_generates_the_same_vectors(pipe, saved):
     files = sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*") if p.is_file())
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]
     assert {"model_index.json", "target/config.json", "autoencoder/config.json", "denoiser/config.json"} <= set(files)
     loaded = PDiffPipeline.from_pretrained(saved)
     loaded.set_progress_bar_config(disable=True)
-    assert torch.equal(generate(loaded).parameters, generate(pipe).parameters)
+    assert_same_up_to_rounding(generate(loaded).parameters, generate(pipe).parameters)
     assert loaded.target.config.param_names == pipe.target.config.param_names
 
 
@@ -162,7 +162,7 @@ def test_round_trip_keeps_every_config_value_and_the_generated_vectors(tmp_path)
         loaded_config = {k: v for k, v in getattr(loaded, name).config.items() if not k.startswith("_")}
         assert json.loads(json.dumps(loaded_config)) == json.loads(json.dumps(saved_config)), name
     assert isinstance(loaded.scheduler, DDIMScheduler)
-    assert torch.equal(generate(loaded, steps=4).parameters, generate(pipe, steps=4).parameters)
+    assert_same_up_to_rounding(generate(loaded, steps=4).parameters, generate(pipe, steps=4).parameters)
 
 
 def test_pipeline_saved_before_the_relayout_generates_the_same_vectors(pipe, saved, tmp_path):
@@ -178,7 +178,7 @@ def test_pipeline_saved_before_the_relayout_generates_the_same_vectors(pipe, sav
     loaded = PDiffPipeline.from_pretrained(old)
     loaded.set_progress_bar_config(disable=True)
     expected = load_file(LEGACY / "generated.safetensors")["parameters"]
-    assert torch.equal(generate(loaded, n=2, output_type="pt").parameters, expected)
+    assert_same_up_to_rounding(generate(loaded, n=2, output_type="pt").parameters, expected)
 
 
 def test_incompatible_components_are_refused(pipe):
@@ -287,5 +287,5 @@ def test_conditional_round_trip_keeps_the_condition_info_and_the_generated_vecto
     assert loaded.condition_info == info
     assert (loaded.denoiser.config.condition_dim, loaded.denoiser.config.condition_mode) == (10, "cross_attention")
     expected = generate(pipe, n=2, output_type="pt", condition=CODES, guidance_scale=1.5).parameters
-    assert torch.equal(generate(loaded, n=2, output_type="pt", condition=CODES, guidance_scale=1.5).parameters,
-                       expected)
+    assert_same_up_to_rounding(generate(loaded, n=2, output_type="pt", condition=CODES, guidance_scale=1.5).parameters,
+                               expected)

@@ -8,6 +8,8 @@ from safetensors.torch import load_file
 
 from pdiff_hub import LatentDenoiser, LatentDenoiserOutput
 
+from ..components import assert_same_up_to_rounding
+
 LEGACY = Path(__file__).parent / "data" / "legacy"
 
 
@@ -64,15 +66,11 @@ def test_wrong_latent_shape_and_asymmetric_channels_are_refused(denoiser):
 def test_weights_saved_with_the_old_time_mlp_names_load(tmp_path):
     io = load_file(LEGACY / "denoiser_io.safetensors")
     loaded = LatentDenoiser.from_pretrained(LEGACY / "denoiser")
-    # equal up to float rounding: the last bits of a convolution differ between CPU models (the fixture was
-    # recorded on another one); weights loaded under the wrong names would differ in every digit
-    torch.testing.assert_close(loaded(io["sample"], torch.tensor([0, 17, 999])).sample, io["noise_pred"],
-                               rtol=1e-5, atol=1e-6)
+    assert_same_up_to_rounding(loaded(io["sample"], torch.tensor([0, 17, 999])).sample, io["noise_pred"])
 
     fresh = LatentDenoiser.from_config(loaded.config)
     fresh.load_state_dict(load_file(LEGACY / "denoiser" / "diffusion_pytorch_model.safetensors"))
-    torch.testing.assert_close(fresh(io["sample"], torch.tensor([0, 17, 999])).sample, io["noise_pred"], rtol=1e-5,
-                               atol=1e-6)
+    assert_same_up_to_rounding(fresh(io["sample"], torch.tensor([0, 17, 999])).sample, io["noise_pred"])
 
     loaded.save_pretrained(tmp_path)
     keys = set(load_file(tmp_path / "diffusion_pytorch_model.safetensors"))
