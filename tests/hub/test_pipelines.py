@@ -246,6 +246,7 @@ def test_an_unconditional_pipeline_card_says_nothing_of_prompts():
     ({"bound_latent": False, "latent_norm": "layer", "standardize_latents": True}, 0.0,
      "latent: normalized per model (zero mean, unit RMS), standardized per coordinate over the checkpoints for the "
      "denoiser;"),
+    ({"bound_latent": False, "latent_kl": 0.01, "latent_noise": 0.0}, 0.0, "latent: variational (KL weight 0.01);"),
 ])
 def test_the_card_says_which_latent_and_how_saturated(autoencoder, saturated, says):
     recipe, params = _card_inputs(False)

@@ -148,3 +148,34 @@ def test_latent_standardization_is_saved_with_the_model_and_absent_without_it(tm
     assert "latent_mean" not in plain.state_dict()
     with pytest.raises(ValueError, match="without standardize_latents"):
         plain.fit_latent_normalization(vectors)
+
+
+def test_a_variational_latent_is_the_posterior_mean_and_training_decodes_a_sample(tmp_path):
+    vectors = checkpoints()
+    ae = autoencoder(bound_latent=False, latent_kl=1e-3, input_noise=0.0, latent_noise=0.0)
+    ae.fit_normalization(vectors)
+    with torch.no_grad():  # a large posterior variance: samples far from the mean
+        ae.to_log_var.bias.fill_(2.0)
+    mean = ae.encode(vectors)
+    assert torch.equal(ae.train().encode(vectors), mean)  # encode is the mean, in training mode too
+    assert not torch.equal(ae(vectors), ae(vectors))  # training decodes posterior samples
+    assert torch.equal(ae.eval()(vectors), ae.decode(mean))
+    reconstruction, kl = ae(vectors, return_kl=True)
+    log_var = ae.to_log_var(ae.encoder(torch.nn.functional.pad(
+        (vectors - ae.param_mean) / ae.param_std, (0, ae.padded_length - 37))[:, None]).flatten(1))
+    torch.testing.assert_close(kl, 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).mean())
+    kl.backward()
+    assert ae.to_log_var.weight.grad.abs().sum() > 0 and ae.to_latent.weight.grad.abs().sum() > 0
+    ae.save_pretrained(tmp_path)
+    loaded = ParameterAutoencoder.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded.to_log_var.weight, ae.to_log_var.weight)
+    assert "to_log_var.weight" not in autoencoder().state_dict()  # absent without the option: old saves load
+
+
+def test_a_variational_latent_excludes_the_tanh_bound_and_the_normalized_latent():
+    with pytest.raises(ValueError, match="latent_kl sets the latent's scale itself"):
+        autoencoder(latent_kl=0.1)  # bound_latent defaults to true
+    with pytest.raises(ValueError, match="latent_kl sets the latent's scale itself"):
+        autoencoder(bound_latent=False, latent_norm="layer", latent_kl=0.1)
+    _, kl = autoencoder()(checkpoints(), return_kl=True)
+    assert kl == 0  # no KL term without the option

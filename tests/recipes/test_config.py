@@ -158,3 +158,14 @@ def test_a_latent_norm_is_a_choice_and_excludes_the_tanh_bound():
         recipe_from_dict({"autoencoder": {"latent_norm": "layer"}})
     with pytest.raises(UsageError, match=r"autoencoder\.latent_norm in recipe must be one of"):
         recipe_from_dict({"autoencoder": {"bound_latent": False, "latent_norm": "batch"}})
+
+
+def test_a_variational_latent_needs_an_unbounded_unnormalized_latent():
+    recipe = recipe_from_dict({"autoencoder": {"bound_latent": False, "latent_kl": 0.01}})
+    assert recipe.autoencoder.latent_kl == 0.01
+    with pytest.raises(UsageError, match=r"autoencoder\.bound_latent must be false when autoencoder\.latent_kl > 0"):
+        recipe_from_dict({"autoencoder": {"latent_kl": 0.01}})
+    with pytest.raises(UsageError, match=r"autoencoder\.latent_norm must be 'none' when autoencoder\.latent_kl > 0"):
+        recipe_from_dict({"autoencoder": {"bound_latent": False, "latent_norm": "layer", "latent_kl": 0.01}})
+    with pytest.raises(UsageError, match=r"autoencoder\.latent_kl"):
+        recipe_from_dict({"autoencoder": {"bound_latent": False, "latent_kl": -1}})

@@ -48,6 +48,27 @@ def test_stage_two_trains_on_standardized_normalized_latents_that_the_pipeline_d
     assert metrics["saturated_latent_fraction"] == autoencoder.saturated_fraction(raw) == 0.0
 
 
+def test_stage_one_of_a_variational_latent_trains_the_kl_term(tmp_path, monkeypatch):
+    recipe = latent_recipe(bound_latent=False, latent_kl=0.1, latent_noise=0.0, standardize_latents=True)
+    params = ParameterDataset.load(digits_parameter_dataset(tmp_path / "params", num_checkpoints=12))
+    terms = []
+
+    def recording(autoencoder, vectors):
+        reconstruction, kl = autoencoder(vectors, return_kl=True)
+        terms.append(kl.item())
+        return autoencoder_loss(autoencoder, vectors)
+
+    autoencoder_loss = trainer_module.autoencoder_loss
+    monkeypatch.setattr(trainer_module, "autoencoder_loss", recording)
+    result = PDiffTrainer(recipe, params, tmp_path / "run", report_to="none").train()
+    assert len(terms) == 4 and all(kl > 0 for kl in terms)
+    autoencoder = result.pipeline.autoencoder
+    assert autoencoder.config.latent_kl == 0.1 and "to_log_var.weight" in autoencoder.state_dict()
+    with torch.no_grad():
+        latents = autoencoder.encode(params.vectors)
+    torch.testing.assert_close(latents.std(dim=0), torch.ones(16), atol=1e-4, rtol=0)
+
+
 def test_a_run_resumed_in_stage_two_fits_the_same_latent_statistics(tmp_path):
     recipe = latent_recipe(standardize_latents=True)
     params = ParameterDataset.load(digits_parameter_dataset(tmp_path / "params", num_checkpoints=12))

@@ -29,6 +29,7 @@ class _Reconstruct(nn.Module):
     def __init__(self, shift: float, param_std: torch.Tensor):
         super().__init__()
         self.shift = shift
+        self.config = {}  # no latent_kl: the plain reconstruction error
         self.register_buffer("param_std", param_std)
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -54,6 +55,18 @@ def test_autoencoder_loss_of_the_real_autoencoder_reaches_through_a_wrapper():
     expected = ((autoencoder(vectors) - vectors) / autoencoder.param_std).pow(2).mean()
     wrapped = nn.DataParallel(autoencoder)  # what accelerate may hand back: the buffers sit on `.module`
     torch.testing.assert_close(autoencoder_loss(wrapped, vectors), expected)
+
+
+def test_a_variational_latent_adds_its_weighted_kl_divergence():
+    torch.manual_seed(0)
+    autoencoder = ParameterAutoencoder(num_params=20, latent_dim=4, channels=(4,), bound_latent=False, latent_kl=0.5)
+    autoencoder.fit_normalization(torch.randn(8, 20) * 5)
+    vectors = torch.randn(3, 20)
+    autoencoder.eval()  # no noise, no posterior sample: the loss is deterministic
+    reconstruction, kl = autoencoder(vectors, return_kl=True)
+    expected = ((reconstruction - vectors) / autoencoder.param_std).pow(2).mean() + 0.5 * kl
+    assert kl > 0
+    torch.testing.assert_close(autoencoder_loss(nn.DataParallel(autoencoder), vectors), expected)
 
 
 class _Oracle(nn.Module):

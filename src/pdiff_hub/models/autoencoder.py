@@ -38,7 +38,10 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
     the latent keeps the latent noise meaningful: an unbounded encoder can grow its latents until a fixed noise
     amplitude no longer matters. ``tanh`` does so by saturating: the encoder learns +-1 codes (95-99.6% of values
     at |z| > 0.99 on the recipes), between which the decoder was never trained; the normalized latent has a fixed
-    scale (zero mean and unit RMS over its ``latent_dim`` values) and nothing to saturate.
+    scale (zero mean and unit RMS over its ``latent_dim`` values) and nothing to saturate. With ``latent_kl`` the
+    latent is a VAE's: the encoder also gives a log-variance, training decodes a sample of the posterior
+    ``N(mean, exp(log_var))``, and the loss adds ``latent_kl`` times its KL divergence to ``N(0, 1)``, which sets the
+    latents' scale; the latent is the posterior mean.
 
     With ``standardize_latents``, :meth:`encode` and :meth:`decode` work in a standardized latent space: each
     coordinate centred and scaled by its mean and std over the collected checkpoints (:meth:`fit_latent_normalization`,
@@ -59,6 +62,9 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         latent_norm: ``"none"``, or ``"layer"``: normalize each latent to zero mean and unit RMS over its values
             (``layer_norm`` without affine parameters). Excludes ``bound_latent``.
         standardize_latents: the latents the denoiser sees are standardized per coordinate over the checkpoints.
+        latent_kl: 0, or the weight of a KL-regularized (variational) latent: the KL divergence per latent value
+            against the mean squared reconstruction error per parameter (standardized units). Excludes
+            ``bound_latent`` and ``latent_norm="layer"``.
         center_per_coordinate: subtract each coordinate's mean over the checkpoints before the per-tensor scaling,
             so that the autoencoder models how checkpoints differ rather than what they share. Off is the paper's
             plain per-tensor standardization, under which the shared mean dominates the loss and the autoencoder
@@ -79,6 +85,7 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         center_per_coordinate: bool = True,
         latent_norm: str = "none",
         standardize_latents: bool = False,
+        latent_kl: float = 0.0,
     ):
         super().__init__()
         if latent_norm not in LATENT_NORMS:
@@ -86,6 +93,9 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         if latent_norm != "none" and bound_latent:
             raise ValueError("bound_latent and latent_norm='layer' exclude each other: a normalized latent has a fixed "
                              "scale already; set bound_latent to false")
+        if latent_kl > 0 and (bound_latent or latent_norm != "none"):
+            raise ValueError("latent_kl sets the latent's scale itself: set bound_latent to false and latent_norm to "
+                             "'none' with it")
         tensor_sizes = list(tensor_sizes) if tensor_sizes is not None else [num_params]
         if sum(tensor_sizes) != num_params:
             raise ValueError(f"tensor_sizes sum to {sum(tensor_sizes)}, but num_params is {num_params}")
@@ -103,6 +113,8 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
             *(_conv_block(a, b, kernel_size, False) for a, b in zip(enc_channels[:-1], enc_channels[1:]))
         )
         self.to_latent = nn.Linear(channels[-1] * self.reduced_length, latent_dim)
+        if latent_kl > 0:  # only then: pipelines saved before the option load as they were
+            self.to_log_var = nn.Linear(channels[-1] * self.reduced_length, latent_dim)
         self.from_latent = nn.Linear(latent_dim, channels[-1] * self.reduced_length)
         dec_channels = list(reversed(channels))
         self.decoder = nn.Sequential(
@@ -159,7 +171,7 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
     def encoder_latents(self, vectors: torch.Tensor) -> torch.Tensor:
         """The encoder's latents (N, latent_dim), without noise and before any latent standardization: what the
         decoder was trained on (their saturation is what :mod:`pdiff_hub.evaluation.checks` reports)."""
-        return self._encode(vectors, noise=False)
+        return self._encode(vectors, noise=False)[0]
 
     def saturated_fraction(self, latents: torch.Tensor) -> float:
         """The fraction of the encoder's latent values (:meth:`encoder_latents`) with magnitude above
@@ -181,24 +193,36 @@ class ParameterAutoencoder(ModelMixin, ConfigMixin):
         out = self.to_params(self.decoder(h))[:, 0, : self.config.num_params]
         return out * self.param_std + self.param_mean
 
-    def _encode(self, vectors: torch.Tensor, noise: bool) -> torch.Tensor:
+    def _encode(self, vectors: torch.Tensor, noise: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The latents (with the noise augmentation and the posterior sample when ``noise``), and the mean KL
+        divergence per latent value for a ``latent_kl`` autoencoder (else None)."""
         self._check_vectors(vectors)
         x = (vectors - self.param_mean) / self.param_std
         if noise and self.config.input_noise > 0:
             x = x + self.config.input_noise * torch.randn_like(x)
         x = nn.functional.pad(x, (0, self.padded_length - x.shape[1]))
-        z = self.to_latent(self.encoder(x[:, None, :]).flatten(1))
+        h = self.encoder(x[:, None, :]).flatten(1)
+        z, kl = self.to_latent(h), None
         if self.config.bound_latent:
             z = torch.tanh(z)
         elif self.config.latent_norm == "layer":
             z = nn.functional.layer_norm(z, z.shape[-1:])
+        elif self.config.latent_kl > 0:
+            log_var = self.to_log_var(h)
+            kl = 0.5 * (z.pow(2) + log_var.exp() - 1 - log_var).mean()
+            if noise:
+                z = z + (0.5 * log_var).exp() * torch.randn_like(z)
         if noise and self.config.latent_noise > 0:
             z = z + self.config.latent_noise * torch.randn_like(z)
-        return z
+        return z, kl
 
-    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Reconstructions of ``vectors``; noise augmentation is applied in training mode only."""
-        return self._decode(self._encode(vectors, noise=self.training))
+    def forward(self, vectors: torch.Tensor, return_kl: bool = False):
+        """Reconstructions of ``vectors``; noise augmentation (and the posterior sample of a ``latent_kl`` latent) in
+        training mode only. With ``return_kl``: ``(reconstructions, kl)``, kl the mean KL divergence per latent value
+        (0 without ``latent_kl``)."""
+        z, kl = self._encode(vectors, noise=self.training)
+        out = self._decode(z)
+        return (out, kl if kl is not None else out.new_zeros(())) if return_kl else out
 
     def normalized_error(self, vectors: torch.Tensor) -> torch.Tensor:
         """Mean squared reconstruction error in standardized units: the training loss."""

@@ -133,7 +133,8 @@ def _component_section(name: str, component: type, derived: tuple[str, ...], rul
 AutoencoderConfig = _component_section(
     "AutoencoderConfig", ParameterAutoencoder, ("num_params", "tensor_sizes"),
     {"latent_dim": integer(1), "channels": items(int, integer(1), non_empty=True), "kernel_size": odd(1),
-     "input_noise": number(0), "latent_noise": number(0), "latent_norm": choice(LATENT_NORMS)},
+     "input_noise": number(0), "latent_noise": number(0), "latent_norm": choice(LATENT_NORMS),
+     "latent_kl": number(0)},
     "The parameter autoencoder: the arguments of ParameterAutoencoder, with its defaults.")
 DenoiserConfig = _component_section(
     "DenoiserConfig", LatentDenoiser, ("latent_dim", "condition_dim"),
@@ -284,6 +285,10 @@ PAIR_RULES = [
     ("autoencoder.bound_latent", "autoencoder.latent_norm", lambda a, b: not (a and b != "none"),
      "autoencoder.bound_latent must be false with autoencoder.latent_norm 'layer' (a normalized latent has a fixed "
      "scale already)"),
+    ("autoencoder.latent_kl", "autoencoder.bound_latent", lambda a, b: a == 0 or not b,
+     "autoencoder.bound_latent must be false when autoencoder.latent_kl > 0 (the KL term sets the latent's scale)"),
+    ("autoencoder.latent_kl", "autoencoder.latent_norm", lambda a, b: a == 0 or b == "none",
+     "autoencoder.latent_norm must be 'none' when autoencoder.latent_kl > 0 (the KL term sets the latent's scale)"),
     ("lora.rank", "lora.target_modules", lambda a, b: a == 0 or len(b) > 0,
      "a LoRA adapter needs modules to adapt: lora.target_modules must name some when lora.rank > 0"),
     ("lora.rank", "lora.base_classes", lambda a, b: a > 0 or not b,

@@ -97,8 +97,13 @@ def rank_rows(num_rows: int, batch_size: int, *, seed: int, step: int, rank: int
 
 
 def autoencoder_loss(autoencoder: nn.Module, vectors: torch.Tensor) -> torch.Tensor:
-    """Reconstruction MSE in standardized units; noise augmentation happens inside the model in training mode."""
+    """Reconstruction MSE in standardized units, plus ``latent_kl`` times the latent's KL divergence for a variational
+    latent; noise augmentation happens inside the model in training mode."""
     model = getattr(autoencoder, "module", autoencoder)
+    weight = model.config.get("latent_kl", 0.0)
+    if weight > 0:
+        reconstruction, kl = autoencoder(vectors, return_kl=True)
+        return ((reconstruction - vectors) / model.param_std).pow(2).mean() + weight * kl
     reconstruction = autoencoder(vectors)
     return ((reconstruction - vectors) / model.param_std).pow(2).mean()
 
